@@ -1,0 +1,1 @@
+"""Runtime helpers shared by the services (not the algorithm: that is `azr.core`)."""
