@@ -1,0 +1,60 @@
+"""Task-Relative REINFORCE++ advantages (azr-reference §5).
+
+Each sequence carries one scalar reward r_i on its last token. With gamma = 1 every one of its
+L_i response tokens has return r_i, so whitening the *tokens* of a (task, role) group is the
+same as whitening the sequences with weights L_i:
+
+    mu    = sum_i L_i r_i / sum_i L_i
+    var   = sum_i L_i (r_i - mu)^2 / (sum_i L_i - 1)        (unbiased, over tokens)
+    A_i   = (r_i - mu) / sqrt(var + eps)
+
+and every token of sequence i gets A_i. One baseline per group: the six task x role groups never
+see each other's rewards. Edge cases: equal rewards in a group give A = 0; zero-length sequences
+get 0 and do not count; a group with a single token has no unbiased variance, so its advantage
+is 0 (its only token sits exactly on its own mean).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+
+
+def trrpp_advantages(
+    rewards: Sequence[float],
+    groups: Sequence[str],
+    lengths: Sequence[int],
+    eps: float = 1e-8,
+) -> list[float]:
+    """Per-sequence advantages, whitened with token weights inside each group."""
+    if not len(rewards) == len(groups) == len(lengths):
+        raise ValueError(
+            f"rewards, groups and lengths differ in size: {len(rewards)}, {len(groups)}, "
+            f"{len(lengths)}"
+        )
+    if any(n < 0 for n in lengths):
+        raise ValueError("a response length is negative")
+
+    members: dict[str, list[int]] = defaultdict(list)
+    for i, group in enumerate(groups):
+        if lengths[i] > 0:
+            members[group].append(i)
+
+    advantages = [0.0] * len(rewards)
+    for idx in members.values():
+        tokens = sum(lengths[i] for i in idx)
+        # Equal rewards carry no signal; testing that exactly avoids float noise in mu/var.
+        if tokens < 2 or len({rewards[i] for i in idx}) == 1:
+            continue
+        mu = sum(lengths[i] * rewards[i] for i in idx) / tokens
+        var = sum(lengths[i] * (rewards[i] - mu) ** 2 for i in idx) / (tokens - 1)
+        scale = 1.0 / math.sqrt(var + eps)
+        for i in idx:
+            advantages[i] = (rewards[i] - mu) * scale
+    return advantages
+
+
+def token_advantages(advantages: Sequence[float], lengths: Sequence[int]) -> list[list[float]]:
+    """Broadcast each sequence's advantage to its response tokens (gamma = 1)."""
+    return [[a] * n for a, n in zip(advantages, lengths, strict=True)]

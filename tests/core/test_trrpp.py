@@ -1,0 +1,92 @@
+"""TRR++ advantages against numbers worked out by hand, plus properties."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from azr.core.trrpp import token_advantages, trrpp_advantages
+
+
+def test_hand_computed_two_sequences() -> None:
+    # Group g: rewards 1 and -1 with lengths 3 and 1 -> 4 tokens.
+    # mu = (3*1 + 1*(-1)) / 4 = 0.5
+    # var = (3*(0.5)^2 + 1*(1.5)^2) / (4 - 1) = (0.75 + 2.25) / 3 = 1.0
+    # A = (1 - 0.5)/1 = 0.5 and (-1 - 0.5)/1 = -1.5
+    adv = trrpp_advantages([1.0, -1.0], ["g", "g"], [3, 1], eps=0.0)
+    assert adv == pytest.approx([0.5, -1.5])
+
+
+def test_hand_computed_three_sequences_with_eps() -> None:
+    # rewards 0, 1, -0.5 with lengths 2, 2, 4 -> 8 tokens.
+    # mu = (0 + 2 - 2) / 8 = 0
+    # var = (2*0 + 2*1 + 4*0.25) / 7 = 3/7
+    # sd = sqrt(3/7 + 1e-8)
+    adv = trrpp_advantages([0.0, 1.0, -0.5], ["a"] * 3, [2, 2, 4])
+    sd = math.sqrt(3 / 7 + 1e-8)
+    assert adv == pytest.approx([0.0, 1 / sd, -0.5 / sd])
+
+
+def test_groups_are_independent() -> None:
+    # Group x alone is the first test's case; group y has rewards 0.875 and -0.5 with lengths
+    # 1 and 1: mu = 0.1875, var = (0.6875^2 * 2) / 1 = 0.9453125, sd = 0.97227...
+    rewards = [1.0, 0.875, -1.0, -0.5]
+    groups = ["x", "y", "x", "y"]
+    lengths = [3, 1, 1, 1]
+    adv = trrpp_advantages(rewards, groups, lengths, eps=0.0)
+    sd_y = math.sqrt(0.9453125)
+    assert adv == pytest.approx([0.5, 0.6875 / sd_y, -1.5, -0.6875 / sd_y])
+    # Changing group y's rewards leaves group x untouched.
+    moved = trrpp_advantages([1.0, 100.0, -1.0, 3.0], groups, lengths, eps=0.0)
+    assert moved[0] == adv[0] and moved[2] == adv[2]
+
+
+def test_equal_rewards_give_zero() -> None:
+    assert trrpp_advantages([-0.5, -0.5, -0.5], ["g"] * 3, [5, 9, 1]) == [0.0, 0.0, 0.0]
+
+
+def test_zero_length_and_single_token_edge_cases() -> None:
+    # The empty sequence neither gets an advantage nor shifts the mean of the others.
+    with_empty = trrpp_advantages([1.0, -1.0, 50.0], ["g"] * 3, [3, 1, 0], eps=0.0)
+    assert with_empty == pytest.approx([0.5, -1.5, 0.0])
+    # A group holding a single token has no unbiased variance: advantage 0.
+    assert trrpp_advantages([1.0, 0.3], ["solo", "other"], [1, 0]) == [0.0, 0.0]
+
+
+def test_mismatched_inputs_are_rejected() -> None:
+    with pytest.raises(ValueError, match="differ in size"):
+        trrpp_advantages([1.0], ["g", "g"], [1, 1])
+    with pytest.raises(ValueError, match="negative"):
+        trrpp_advantages([1.0, 0.0], ["g", "g"], [1, -1])
+
+
+def test_properties_random_batches() -> None:
+    rng = random.Random(7)
+    for _ in range(50):
+        n = rng.randint(2, 30)
+        groups = [rng.choice("abcdef") for _ in range(n)]
+        rewards = [rng.choice([-1.0, -0.5, 0.0, 0.25, 0.875, 1.0]) for _ in range(n)]
+        lengths = [rng.randint(1, 40) for _ in range(n)]
+        adv = trrpp_advantages(rewards, groups, lengths, eps=0.0)
+        for g in set(groups):
+            idx = [i for i in range(n) if groups[i] == g]
+            tokens = sum(lengths[i] for i in idx)
+            if len({rewards[i] for i in idx}) == 1:
+                assert all(adv[i] == 0.0 for i in idx)
+                continue
+            # Token-weighted mean ~ 0 and unbiased token variance ~ 1 inside every group.
+            mean = sum(lengths[i] * adv[i] for i in idx) / tokens
+            var = sum(lengths[i] * adv[i] ** 2 for i in idx) / (tokens - 1)
+            assert mean == pytest.approx(0.0, abs=1e-9)
+            assert var == pytest.approx(1.0)
+            # Whitening keeps the order of rewards.
+            for i in idx:
+                for j in idx:
+                    if rewards[i] > rewards[j]:
+                        assert adv[i] > adv[j]
+
+
+def test_token_broadcast() -> None:
+    assert token_advantages([0.5, -1.5], [3, 1]) == [[0.5, 0.5, 0.5], [-1.5]]
