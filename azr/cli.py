@@ -11,6 +11,7 @@ app = typer.Typer(help="Absolute Zero self-play as services.", no_args_is_help=T
 # `azr serve NAME`: each service module exposes `serve(host, port, role)`.
 SERVICE_MODULES = {
     "executor": "services.executor.main",
+    "executor-worker": "services.executor.main",
     "proposer": "services.inference.main",
     "solver": "services.inference.main",
     "inference": "services.inference.main",
@@ -39,6 +40,98 @@ def demo() -> None:
 
     main()
 
+
+# `azr model ...`: the bundled default model.
+model_app = typer.Typer(help="The served model.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("prepare")
+def model_prepare() -> None:
+    """Convert the bundled SmolLM2 GGUF to safetensors once (cached and hash-checked)."""
+    from azr.settings import get_settings
+    from services.inference.model import prepare_default_model, tokenizer_dir
+
+    settings = get_settings()
+    tokenizer_dir(settings.data_dir)
+    typer.echo(f"default model: {prepare_default_model(settings.data_dir)}")
+
+
+@app.command("eval")
+def eval_(
+    model: str = typer.Argument(
+        "base", help="`base` (bundled SmolLM2), `latest`, a checkpoint version number, or an HF dir"
+    ),
+    bench: list[str] = typer.Option(
+        ["cruxeval-o"], "--bench", "-b", help="cruxeval-o | cruxeval-i | humaneval (repeatable)"
+    ),
+    limit: int | None = typer.Option(None, help="first N problems only"),
+    samples: int = typer.Option(1, help="1: greedy pass@1; k > 1: sampled, pass@1..pass@k"),
+    engine: str | None = typer.Option(None, help="vllm | transformers (default from settings)"),
+    out: str | None = typer.Option(None, "--out", help="output folder (default <data_dir>/eval)"),
+    executor_url: str | None = typer.Option(
+        None, help="a running executor; default: start one for this evaluation"
+    ),
+    max_tokens: int | None = typer.Option(None, help="new tokens per answer"),
+    batch_size: int = typer.Option(16, help="prompts per engine call"),
+) -> None:
+    """Evaluate a model on held-out benchmarks (answers graded in the executor sandbox)."""
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from azr.settings import get_settings
+    from services.evaluation.datasets import Bench
+    from services.evaluation.engines import ModelNotFound
+    from services.evaluation.run import EvalRequest, print_table, run_eval
+
+    try:
+        benches = tuple(Bench(b) for b in bench)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{exc}; choose from {[b.value for b in Bench]}") from exc
+    if engine is not None and engine not in ("vllm", "transformers"):
+        raise typer.BadParameter(f"unknown engine {engine!r}; choose vllm or transformers")
+    if samples < 1:
+        raise typer.BadParameter("--samples must be at least 1")
+    req = EvalRequest(
+        model=model, benches=benches, limit=limit, samples=samples, engine=engine,
+        out_dir=Path(out) if out else None, executor_url=executor_url, max_tokens=max_tokens,
+        batch_size=batch_size,
+    )
+    console = Console()
+    with Progress(console=console, transient=True) as bar:
+        tasks: dict[str, object] = {}
+
+        def progress(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total)
+            bar.update(tasks[name], completed=done)  # type: ignore[arg-type]
+
+        try:
+            summaries = run_eval(req, get_settings(), progress=progress)
+        except ModelNotFound as exc:
+            raise typer.BadParameter(str(exc)) from exc
+    console.print(print_table(summaries), markup=False, highlight=False)
+    out_dir = Path(out) if out else get_settings().data_dir / "eval"
+    console.print(f"per-problem JSONL and summaries in {out_dir}", markup=False)
+
+
+# `azr up` (the local stack) and `azr run` (start and follow a run): the gateway's loop CLI.
+def _register_loop_commands() -> None:
+    from services.gateway.cli_run import register
+
+    register(app)
+
+
+_register_loop_commands()
+
+
+# `azr tasks ...` and `azr weights ...` talk to the gateway's REST API.
+from services.gateway.cli_tasks import tasks_app, weights_app  # noqa: E402
+
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(weights_app, name="weights")
 
 if __name__ == "__main__":
     app()

@@ -28,6 +28,7 @@ class ExecutorSettings(BaseModel):
     workers: int = Field(2, description="Celery worker processes (sandbox slots) per replica")
     queue: str = "azr-executor"
     timeout_s: float = Field(10.0, description="wall-clock limit per program")
+    max_timeout_s: float = Field(60.0, description="largest per-item timeout_s a request may ask")
     cpu_s: int = Field(10, description="RLIMIT_CPU per program")
     memory_mb: int = Field(512, description="RLIMIT_AS per program")
     max_output_chars: int = Field(4000, description="cap on a program's repr output")
@@ -36,6 +37,11 @@ class ExecutorSettings(BaseModel):
     banned_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_BANNED_MODULES))
     determinism_second_process: bool = Field(
         True, description="re-run in a second process with another hash seed"
+    )
+    chunk_size: int = Field(32, description="items per Celery task when a batch is split")
+    request_timeout_s: float = Field(600.0, description="how long the API waits for a batch")
+    visibility_timeout_s: int = Field(
+        120, description="a batch whose worker died unacked is redelivered after this"
     )
 
 
@@ -51,6 +57,18 @@ class InferenceSettings(BaseModel):
     solver_url: str = "http://127.0.0.1:8200"
     host: str = "127.0.0.1"
     port: int = 8200
+    vllm_enforce_eager: bool = Field(False, description="skip torch.compile (faster start-up)")
+    vllm_kv_cache_gib: int = Field(2, description="VLLM_CPU_KVCACHE_SPACE on CPU")
+    vllm_startup_timeout_s: float = 900.0
+    max_batch: int = Field(64, description="transformers engine: sequences per generate call")
+    prompt_style: Literal["chat", "plain"] = Field(
+        "chat", description="chat: R1 instruction as system turn, assistant turn opened with "
+        "<think>; plain: the R1 envelope as raw text"
+    )
+    answer_prefill: bool = Field(
+        False, description="pre-open the answer block after <think> (cold-start models)"
+    )
+    stop: list[str] = Field(default_factory=lambda: ["</answer>"])
 
 
 class TrainerSettings(BaseModel):
@@ -67,34 +85,70 @@ class TrainerSettings(BaseModel):
     grad_clip: float = 1.0
     clip_ratio: float = 0.2
     entropy_coef: float = 0.001
-    kl_coef: float = 0.0
-    tis_cap: float = Field(2.0, description="truncated importance-weight cap for the mismatch")
+    kl_coef: float = Field(default=0.0, description=">0 loads a frozen reference model for KL")
+    tis_cap: float = Field(default=2.0, description="truncated importance-weight cap (mismatch)")
     micro_batch_tokens: int = 4096
     lora: bool = False
     lora_rank: int = 16
     keep_last: int = 3
     keep_every: int = 10
+    consumer: str = Field(default="trainer-1", description="consumer name, stable across restarts")
+    versions_stream: str = "azr:weights:versions"
+    latest_key: str = "azr:weights:latest"
+    batch_versions_key: str = Field(
+        default="azr:trainer:batch-versions", description="hash batch_id -> version (idempotency)"
+    )
+    model: str | None = Field(default=None, description="base HF model dir; default: inference's")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    autocast: Literal["auto", "bf16", "off"] = Field(default="auto", description="bf16 on CUDA")
+    lora_alpha: int = 32
+    claim_idle_ms: int = Field(default=60000, description="claim others' entries idle this long")
+    max_batch_tokens: int = Field(default=2_000_000, description="reject larger reward batches")
 
 
 class LoopSettings(BaseModel):
-    batch_size: int = Field(64, description="sequences per task x role group per step")
-    n_rollouts: int = Field(8, description="solver rollouts per proposal for learnability")
-    k_references: int = 6
-    induction_inputs: int = 10
-    max_prompt_tokens: int = 1536
-    max_tokens: int = 512
-    temperature: float = 1.0
-    top_p: float = 1.0
-    trivial_reward: float = Field(-0.5, description="reward of a valid proposal with learnability 0")
-    steps: int = 100
+    batch_size: int = Field(64, ge=1, le=4096, description="sequences per task x role group per step")
+    n_rollouts: int = Field(8, ge=1, le=64, description="solver rollouts per proposal for learnability")
+    k_references: int = Field(6, ge=0, le=32)
+    induction_inputs: int = Field(10, ge=2, le=64)
+    max_prompt_tokens: int = Field(1536, ge=64)
+    max_tokens: int = Field(512, ge=1, le=32768)
+    temperature: float = Field(1.0, ge=0.0, le=5.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    trivial_reward: float = Field(-0.5, ge=-1.0, le=0.0, description="reward of a valid proposal with learnability 0")
+    steps: int = Field(100, ge=1)
     seed: int = 0
     mode: Literal["sync", "async"] = "sync"
-    max_staleness: int = 1
-    buffer_cap: int = 16384
-    eval_every: int = 0
+    max_staleness: int = Field(1, ge=0)
+    buffer_cap: int = Field(16384, ge=16)
+    eval_every: int = Field(0, ge=0)
     task_types: list[str] = Field(
         default_factory=lambda: ["deduction", "abduction", "induction"]
     )
+    seed_file: str | None = Field(
+        None, description="seed tasks (JSONL; validated by the executor) instead of the identity seed"
+    )
+    weights_timeout_s: float = Field(
+        1800.0, description="how long a step waits for the trainer's next version before failing"
+    )
+
+
+class EvalSettings(BaseModel):
+    cruxeval_path: Path | None = Field(
+        default=None, description="CRUXEval JSONL; default: ../shared/data/cruxeval.jsonl from the repo root"
+    )
+    max_tokens: int = Field(default=512, description="new tokens per evaluation answer")
+    temperature: float = Field(default=0.8, description="sampling temperature when --samples > 1")
+    top_p: float = 0.95
+    bootstrap_resamples: int = 2000
+    seed: int = 0
+    monitor_limit: int = Field(default=32, description="CRUXEval problems in the fixed in-loop subset")
+    # Reward-hacking flags: a signal above its threshold is listed in the step's `flags`.
+    max_trivial_share: float = Field(default=0.5, description="identity/constant programs among valid proposals")
+    max_duplicate_rate: float = Field(default=0.5, description="repeated (program, input) among valid proposals")
+    max_solved_share: float = Field(default=0.8, description="valid proposals with learnability 0 (solve rate 1)")
+    max_determinism_rejections: float = Field(default=0.3, description="proposals rejected as nondeterministic")
+    min_program_chars: float = Field(default=30.0, description="mean program length below this is flagged")
 
 
 class Settings(BaseSettings):
@@ -113,6 +167,7 @@ class Settings(BaseSettings):
     inference: InferenceSettings = InferenceSettings()
     trainer: TrainerSettings = TrainerSettings()
     loop: LoopSettings = LoopSettings()
+    eval: EvalSettings = EvalSettings()
 
     @property
     def checkpoint_dir(self) -> Path:
