@@ -28,7 +28,9 @@ def serve(
 ) -> None:
     """Start one service in the foreground."""
     if service not in SERVICE_MODULES:
-        raise typer.BadParameter(f"unknown service {service!r}; choose one of {list(SERVICE_MODULES)}")
+        raise typer.BadParameter(
+            f"unknown service {service!r}; choose one of {list(SERVICE_MODULES)}"
+        )
     module = importlib.import_module(SERVICE_MODULES[service])
     module.serve(host=host, port=port, role=service)
 
@@ -95,8 +97,14 @@ def eval_(
     if samples < 1:
         raise typer.BadParameter("--samples must be at least 1")
     req = EvalRequest(
-        model=model, benches=benches, limit=limit, samples=samples, engine=engine,
-        out_dir=Path(out) if out else None, executor_url=executor_url, max_tokens=max_tokens,
+        model=model,
+        benches=benches,
+        limit=limit,
+        samples=samples,
+        engine=engine,
+        out_dir=Path(out) if out else None,
+        executor_url=executor_url,
+        max_tokens=max_tokens,
         batch_size=batch_size,
     )
     console = Console()

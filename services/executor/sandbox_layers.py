@@ -1,0 +1,317 @@
+"""The kernel-facing isolation layers, each with a probe so that a missing one is reported, not
+silently skipped: network namespace, rlimits, privilege drop, seccomp, Landlock.
+
+Everything expensive (building the seccomp BPF program, creating the Landlock ruleset) happens once
+in the fork-server; a child only applies the prepared pieces with a few syscalls."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import pwd
+import resource
+import tempfile
+from dataclasses import dataclass, field
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+_libc.prctl.restype = ctypes.c_int
+
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+CLONE_NEWNET = 0x40000000
+
+# x86_64 / aarch64 share these numbers (generic table since 5.13).
+SYS_LANDLOCK_CREATE_RULESET = 444
+SYS_LANDLOCK_ADD_RULE = 445
+SYS_LANDLOCK_RESTRICT_SELF = 446
+LANDLOCK_CREATE_RULESET_VERSION = 1
+
+# Syscalls a puzzle program never needs; any of them kills the child (SIGSYS -> "forbidden").
+# Threads are refused too (clone/clone3): programs must be deterministic and single-threaded.
+KILLED_SYSCALLS: tuple[str, ...] = (
+    "socket",
+    "socketpair",
+    "connect",
+    "bind",
+    "listen",
+    "accept",
+    "accept4",
+    "execve",
+    "execveat",
+    "fork",
+    "vfork",
+    "clone",
+    "clone3",
+    "kill",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "pidfd_open",
+    "pidfd_send_signal",
+    "pidfd_getfd",
+    "rt_sigqueueinfo",
+    "rt_tgsigqueueinfo",
+    "unshare",
+    "setns",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "bpf",
+    "perf_event_open",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "userfaultfd",
+    "io_uring_setup",
+    "memfd_create",
+    "personality",
+    "mknod",
+    "mknodat",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "kexec_load",
+    "reboot",
+    "setuid",
+    "setgid",
+    "setreuid",
+    "setregid",
+    "setresuid",
+    "setresgid",
+    "setgroups",
+)
+
+
+class LayerUnavailable(Exception):
+    """A kernel feature is missing or not permitted here."""
+
+
+@dataclass
+class LayerStatus:
+    active: bool
+    detail: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"active": self.active, "detail": self.detail}
+
+
+@dataclass
+class Limits:
+    cpu_s: int = 10
+    memory_mb: int = 512
+    open_files: int = 16
+    stack_mb: int = 64
+
+
+@dataclass
+class PreparedLayers:
+    """What the fork-server prepared once; applied by every child."""
+
+    status: dict[str, LayerStatus] = field(default_factory=dict)
+    seccomp_bpf: bytes | None = None
+    landlock_fd: int | None = None
+    drop_to: tuple[int, int] | None = None  # (uid, gid)
+    workdir: str = "/"
+
+
+def _errno_text() -> str:
+    err = ctypes.get_errno()
+    return f"{os.strerror(err)} (errno {err})"
+
+
+# --- network namespace (fork-server, once) -------------------------------------------------
+
+
+def enter_empty_netns() -> LayerStatus:
+    """unshare(CLONE_NEWNET): the fork-server and all its children see only a down loopback."""
+    if _libc.unshare(CLONE_NEWNET) != 0:
+        return LayerStatus(False, f"unshare(CLONE_NEWNET) refused: {_errno_text()}")
+    return LayerStatus(True, "empty network namespace entered once by the fork-server")
+
+
+# --- privileges -----------------------------------------------------------------------------
+
+
+def plan_privilege_drop(user: str = "nobody") -> tuple[LayerStatus, tuple[int, int] | None]:
+    if os.geteuid() != 0:
+        return LayerStatus(True, f"already unprivileged (uid {os.geteuid()})"), None
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        return LayerStatus(False, f"no user {user!r} to drop to"), None
+    return (
+        LayerStatus(True, f"children drop to uid {entry.pw_uid} ({user})"),
+        (entry.pw_uid, entry.pw_gid),
+    )
+
+
+def drop_privileges(target: tuple[int, int]) -> None:
+    uid, gid = target
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+
+
+# --- rlimits --------------------------------------------------------------------------------
+
+
+def apply_rlimits(limits: Limits) -> None:
+    mb = 1024 * 1024
+    cpu = max(1, int(limits.cpu_s))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb * mb, limits.memory_mb * mb))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
+    resource.setrlimit(resource.RLIMIT_STACK, (limits.stack_mb * mb, limits.stack_mb * mb))
+    # Only enforced for an unprivileged uid, hence the drop right after.
+    resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+
+
+def lower_cpu_limit(cpu_s: float) -> None:
+    """Per job: lower the soft CPU limit (a child may lower, never raise, its own limits)."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    want = max(1, int(cpu_s + 0.999))
+    if hard != resource.RLIM_INFINITY:
+        want = min(want, hard)
+    resource.setrlimit(resource.RLIMIT_CPU, (want, hard))
+
+
+# --- seccomp ------------------------------------------------------------------------------
+
+
+def build_seccomp_bpf() -> tuple[LayerStatus, bytes | None]:
+    try:
+        import pyseccomp as seccomp  # ctypes binding of libseccomp.so.2
+    except Exception as exc:  # the library or the .so is missing
+        return LayerStatus(False, f"pyseccomp/libseccomp unavailable: {exc}"), None
+    try:
+        filt = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+        for name in KILLED_SYSCALLS:
+            try:
+                filt.add_rule(seccomp.KILL_PROCESS, name)
+            except Exception:
+                continue  # a syscall this architecture lacks
+        with tempfile.TemporaryFile() as fh:
+            filt.export_bpf(fh)
+            fh.seek(0)
+            bpf = fh.read()
+    except Exception as exc:
+        return LayerStatus(False, f"building the seccomp filter failed: {exc}"), None
+    return LayerStatus(True, f"{len(KILLED_SYSCALLS)} syscalls kill the child"), bpf
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def load_seccomp(bpf: bytes) -> None:
+    buf = ctypes.create_string_buffer(bpf, len(bpf))
+    prog = _SockFprog(len(bpf) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
+        raise LayerUnavailable(f"seccomp load failed: {_errno_text()}")
+
+
+def set_no_new_privs() -> None:
+    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise LayerUnavailable(f"PR_SET_NO_NEW_PRIVS failed: {_errno_text()}")
+
+
+# --- Landlock -----------------------------------------------------------------------------
+
+_FS_BITS_BY_ABI = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 5: (1 << 16) - 1}
+_READ_FILE = 1 << 2
+_READ_DIR = 1 << 3
+_NET_BIND_TCP = 1 << 0
+_NET_CONNECT_TCP = 1 << 1
+_SCOPE_ABSTRACT_UNIX = 1 << 0
+_SCOPE_SIGNAL = 1 << 1
+
+
+class _RulesetAttr(ctypes.Structure):
+    _fields_ = [
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),
+        ("scoped", ctypes.c_uint64),
+    ]
+
+
+class _PathBeneath(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+def landlock_abi() -> int:
+    abi = _libc.syscall(SYS_LANDLOCK_CREATE_RULESET, None, 0, LANDLOCK_CREATE_RULESET_VERSION)
+    return int(abi) if abi > 0 else 0
+
+
+def build_landlock_ruleset(read_trees: list[str]) -> tuple[LayerStatus, int | None]:
+    """A ruleset that handles every filesystem right the kernel knows (so all writes are denied),
+    allows reads only under `read_trees`, denies TCP bind/connect (ABI >= 4) and scopes signals
+    and abstract unix sockets to the child itself (ABI >= 6)."""
+    abi = landlock_abi()
+    if abi < 1:
+        return LayerStatus(False, f"Landlock not available: {_errno_text()}"), None
+    fs = _FS_BITS_BY_ABI[max(k for k in _FS_BITS_BY_ABI if k <= abi)]
+    attr = _RulesetAttr(fs, 0, 0)
+    size = 8
+    parts = ["no writes", f"reads only under {len(read_trees)} tree(s)"]
+    if abi >= 4:
+        attr.handled_access_net = _NET_BIND_TCP | _NET_CONNECT_TCP
+        size = 16
+        parts.append("no TCP bind/connect")
+    if abi >= 6:
+        attr.scoped = _SCOPE_ABSTRACT_UNIX | _SCOPE_SIGNAL
+        size = 24
+        parts.append("signals and abstract sockets scoped")
+    fd = _libc.syscall(SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), size, 0)
+    if fd < 0:
+        return LayerStatus(False, f"landlock_create_ruleset failed: {_errno_text()}"), None
+    for tree in read_trees:
+        try:
+            tfd = os.open(tree, os.O_PATH | os.O_CLOEXEC)
+        except OSError:
+            continue
+        rule = _PathBeneath(_READ_FILE | _READ_DIR, tfd)
+        _libc.syscall(SYS_LANDLOCK_ADD_RULE, int(fd), 1, ctypes.byref(rule), 0)
+        os.close(tfd)
+    return LayerStatus(True, f"ABI {abi}: " + ", ".join(parts)), int(fd)
+
+
+def restrict_landlock(ruleset_fd: int) -> None:
+    if _libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, ruleset_fd, 0) != 0:
+        raise LayerUnavailable(f"landlock_restrict_self failed: {_errno_text()}")
+
+
+# --- the working directory ----------------------------------------------------------------
+
+
+def make_empty_workdir() -> str:
+    """An empty directory nobody can write to: the children's cwd."""
+    path = tempfile.mkdtemp(prefix="azr-sandbox-")
+    os.chmod(path, 0o555)
+    return path
+
+
+def prepare_layers(*, read_trees: list[str] | None = None, netns: bool = True) -> PreparedLayers:
+    prepared = PreparedLayers()
+    status = prepared.status
+    status["fork_server"] = LayerStatus(True, f"pid {os.getpid()}, one child per program")
+    status["netns"] = (
+        enter_empty_netns() if netns else LayerStatus(False, "disabled by configuration")
+    )
+    status["rlimits"] = LayerStatus(True, "CPU, address space, file size 0, open files, NPROC 0")
+    status["drop_privileges"], prepared.drop_to = plan_privilege_drop()
+    status["seccomp"], prepared.seccomp_bpf = build_seccomp_bpf()
+    status["landlock"], prepared.landlock_fd = build_landlock_ruleset(read_trees or [])
+    prepared.workdir = make_empty_workdir()
+    status["workdir"] = LayerStatus(True, "empty read-only temporary directory")
+    status["close_fds"] = LayerStatus(True, "every inherited fd closed except the job/result pipes")
+    status["clean_env"] = LayerStatus(True, "empty environment")
+    status["audit_hook"] = LayerStatus(True, "file/network/process/ctypes events refused")
+    return prepared
