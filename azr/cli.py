@@ -107,6 +107,14 @@ def eval_(
         max_tokens=max_tokens,
         batch_size=batch_size,
     )
+    import signal
+
+    # SIGTERM (timeout, a supervisor) unwinds like Ctrl-C, so the executor worker, Redis and
+    # engine the evaluation started are stopped rather than orphaned.
+    def _terminate(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
     console = Console()
     with Progress(console=console, transient=True) as bar:
         tasks: dict[str, object] = {}

@@ -39,6 +39,9 @@ class ExecutorSettings(BaseModel):
         True, description="re-run in a second process with another hash seed"
     )
     chunk_size: int = Field(32, description="items per Celery task when a batch is split")
+    spare_children: int = Field(
+        8, ge=1, le=64, description="pre-forked sandbox children per fork-server, forked in bursts"
+    )
     request_timeout_s: float = Field(600.0, description="how long the API waits for a batch")
     visibility_timeout_s: int = Field(
         120, description="a batch whose worker died unacked is redelivered after this"
@@ -61,6 +64,7 @@ class InferenceSettings(BaseModel):
     vllm_kv_cache_gib: int = Field(2, description="VLLM_CPU_KVCACHE_SPACE on CPU")
     vllm_startup_timeout_s: float = 900.0
     max_batch: int = Field(64, description="transformers engine: sequences per generate call")
+    cpu_threads: int = Field(0, description="transformers engine torch threads; 0: half the cores")
     prompt_style: Literal["chat", "plain"] = Field(
         "chat", description="chat: R1 instruction as system turn, assistant turn opened with "
         "<think>; plain: the R1 envelope as raw text"

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Replay the self-play run and the before/after evaluation of docs/results.md.
+#
+#   make reproduce                      # the CPU settings of docs/results.md
+#   STEPS=40 BATCH=64 ENGINE=transformers CRUX_LIMIT=800 HE_LIMIT=164 make reproduce   # GPU
+#
+# Everything goes to $AZR_DATA_DIR (default .azr-repro): checkpoints, the run report with the
+# learning curves (reports/run-N/), and the evaluation files (eval/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN=${BIN:-.venv/bin}
+export AZR_DATA_DIR=${AZR_DATA_DIR:-.azr-repro}
+STEPS=${STEPS:-6}
+BATCH=${BATCH:-4}
+ROLLOUTS=${ROLLOUTS:-4}
+MAX_TOKENS=${MAX_TOKENS:-256}
+ENGINE=${ENGINE:-vllm}
+EVAL_EVERY=${EVAL_EVERY:-3}
+MONITOR_LIMIT=${MONITOR_LIMIT:-16}
+CRUX_LIMIT=${CRUX_LIMIT:-50}
+HE_LIMIT=${HE_LIMIT:-20}
+EVAL_TOKENS=${EVAL_TOKENS:-256}
+OUT=${OUT:-$AZR_DATA_DIR/eval}
+
+export AZR_LOOP__EVAL_EVERY=$EVAL_EVERY
+export AZR_EVAL__MONITOR_LIMIT=$MONITOR_LIMIT
+export AZR_INFERENCE__ENGINE=$ENGINE
+
+echo "== settings: steps=$STEPS batch=$BATCH rollouts=$ROLLOUTS max_tokens=$MAX_TOKENS engine=$ENGINE"
+"$BIN/azr" model prepare
+
+echo "== self-play run"
+"$BIN/azr" up --run --steps "$STEPS" --batch-size "$BATCH" --n-rollouts "$ROLLOUTS" \
+    --max-tokens "$MAX_TOKENS" --engine "$ENGINE"
+
+echo "== evaluation: base and the final version, same settings"
+for model in base latest; do
+    "$BIN/azr" eval "$model" --engine "$ENGINE" --out "$OUT" --max-tokens "$EVAL_TOKENS" \
+        --bench cruxeval-o --bench cruxeval-i --limit "$CRUX_LIMIT"
+    "$BIN/azr" eval "$model" --engine "$ENGINE" --out "$OUT" --max-tokens "$EVAL_TOKENS" \
+        --bench humaneval --limit "$HE_LIMIT"
+done
+
+final=$(ls -d "$AZR_DATA_DIR"/checkpoints/v* | sort | tail -n 1 | xargs basename)
+echo "== before/after (final = $final)"
+"$BIN/python" -m services.evaluation.report compare \
+    "$OUT/base.cruxeval-o.jsonl" "$OUT/$final.cruxeval-o.jsonl" \
+    "$OUT/base.cruxeval-i.jsonl" "$OUT/$final.cruxeval-i.jsonl" \
+    "$OUT/base.humaneval.jsonl" "$OUT/$final.humaneval.jsonl" | tee "$OUT/comparison.md"
+
+report=$(ls -d "$AZR_DATA_DIR"/reports/run-* | sort -t- -k2 -n | tail -n 1)
+"$BIN/python" -m services.evaluation.report curves "$report/metrics.json" "$report"
+echo "== learning curves and run report in $report; evaluation files in $OUT"

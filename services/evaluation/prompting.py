@@ -1,0 +1,84 @@
+"""Ask each benchmark problem the way the loop asks its solver: the core's solver prompt, rendered
+by the inference service (same style and prefill settings), parsed by the core's answer parser.
+
+CRUXEval-O is a deduction task, CRUXEval-I an abduction task. HumanEval is asked as an induction
+task: the docstring's own examples are the visible input/output pairs and the signature with its
+docstring is the message; the model writes `f`, which the grader renames to the entry point.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from azr.core.parsing import parse_answer
+from azr.core.prompts import solve_prompt
+from azr.core.tasks import Answer, Role, Task, TaskType
+from services.inference.prompting import PromptStyle, RenderedPrompt, render
+
+from .datasets import Bench, Problem
+
+HUMANEVAL_MESSAGE = (
+    "Implement this function exactly as its docstring describes (name it `f`):\n{prompt}"
+)
+
+_DOCTEST_RE = re.compile(r"^\s*>>>\s*(\w+)\((.*)\)\s*$")
+
+
+def doctest_pairs(problem: Problem) -> list[tuple[str, str]]:
+    """(arguments, expected) pairs from `>>> entry(args)` lines followed by a one-line result."""
+    lines = problem.prompt.splitlines()
+    pairs: list[tuple[str, str]] = []
+    for i, line in enumerate(lines[:-1]):
+        m = _DOCTEST_RE.match(line)
+        if not m or m.group(1) != problem.entry_point:
+            continue
+        expected = lines[i + 1].strip()
+        if expected and not expected.startswith(">>>"):
+            pairs.append((m.group(2).strip(), expected))
+    return pairs
+
+
+def as_task(problem: Problem) -> Task:
+    """The AZR task a benchmark problem corresponds to. The solver prompt shows only what the
+    task type shows: the input for deduction, the output for abduction."""
+    if problem.bench is Bench.CRUXEVAL_O:
+        return Task(TaskType.DEDUCTION, problem.program, (problem.input,), (problem.output,))
+    if problem.bench is Bench.CRUXEVAL_I:
+        return Task(TaskType.ABDUCTION, problem.program, (problem.input,), (problem.output,))
+    pairs = doctest_pairs(problem)
+    ins = tuple(p[0] for p in pairs)
+    outs = tuple(p[1] for p in pairs)
+    # An induction prompt shows the first half of a task's pairs; doubling them shows all of them
+    # (HumanEval is graded by its own tests, not by hidden pairs).
+    return Task(
+        TaskType.INDUCTION,
+        program="",
+        inputs=ins + ins,
+        outputs=outs + outs,
+        message=HUMANEVAL_MESSAGE.format(prompt=problem.prompt.strip("\n")),
+    )
+
+
+def build_prompt(
+    problem: Problem,
+    tokenizer: Any = None,
+    *,
+    style: PromptStyle = "plain",
+    prefill: bool = False,
+) -> RenderedPrompt:
+    """The exact text sent to the engine, rendered by the inference service's own renderer
+    (chat template or the plain R1 envelope, optional answer prefill)."""
+    return render(
+        tokenizer,
+        solve_prompt(as_task(problem)),
+        task_type=problem.task_type,
+        role=Role.SOLVE,
+        style=style,
+        prefill_answer=prefill,
+    )
+
+
+def parse(problem: Problem, completion: str, *, prefill: str = "") -> Answer:
+    """Parse the model's generation; a prefill is part of what the model wrote."""
+    return parse_answer(problem.task_type, prefill + completion)
