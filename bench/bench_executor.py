@@ -134,6 +134,39 @@ def bench_subprocess(workers: int) -> dict[str, float]:
     return _row(n, wall, own_cpu() - o0, lat)
 
 
+_FORK_FLOOR = """
+import os, resource, sys
+import services.executor.forkserver as fs
+n = int(sys.argv[1])
+r0, c0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+for _ in range(n):
+    pid = fs._fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+r1, c1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+cpu = lambda a, b: b.ru_utime + b.ru_stime - a.ru_utime - a.ru_stime
+print(cpu(r0, r1) + cpu(c0, c1))
+"""
+
+
+def bench_fork_floor() -> dict[str, float]:
+    """The floor under any fork-per-program design here: fork + exit + wait of a process shaped
+    like the fork-server (same imports, same raw fork), with no isolation and no work at all."""
+    root = str(Path(__file__).resolve().parents[1])
+    env = {"PYTHONPATH": root, "PATH": "/usr/bin:/bin"}
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", _FORK_FLOOR, str(N)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - t0
+    return _row(N, wall, float(out.stdout.strip()), [float("nan")])
+
+
 def _row(n: int, wall: float, cpu: float, lat: list[float]) -> dict[str, float]:
     lat.sort()
     return {
@@ -162,6 +195,7 @@ def main() -> None:
         rows.append(
             (f"sandbox, all layers, one process, {workers}w", bench_sandbox(workers, False), pool)
         )
+    rows.append(("fork + exit only (no isolation, no work): the floor", bench_fork_floor(), pool))
     print(f"{N} trivial validations (2 calls + repr each); load average {os.getloadavg()[0]:.1f}")
     print("| setup | validations/s | per CPU-second | p50 ms | p99 ms | vs pool (per CPU-s) |")
     print("|---|---:|---:|---:|---:|---:|")

@@ -1,25 +1,27 @@
 """The fork-server: a small dedicated process (never the Celery worker itself) that pre-imports
 what programs may use, prepares the isolation layers once, and forks one sandboxed child per job.
 
-A spare child is forked and locked down *before* its job arrives, so the sandbox set-up overlaps
-the previous job and a job costs little more than two pipe writes and a reap.
+Spare children are forked in bursts and lock themselves down *before* their jobs arrive, so the
+sandbox set-up overlaps the previous job and a job costs little more than two pipe writes and a
+reap; see docs/executor.md, "Performance", for what a child costs and why.
 
 Protocol on stdin/stdout: 4-byte big-endian length + JSON. First message in: the config; first
 message out: the layer report. Then requests ``{"jobs": [...]}`` -> ``{"results": [...]}``.
-Run as ``python -s -m services.executor.forkserver`` with an empty environment (plus
+Run as ``python -S -s -m services.executor.forkserver`` with an empty environment (plus
 PYTHONHASHSEED)."""
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import json
-import logging
 import os
 import select
 import signal
 import struct
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,9 +77,30 @@ for _name in PRELOAD:
         pass
 
 from services.executor import sandbox_layers as layers  # noqa: E402
-from services.executor.sandbox_child import run_child  # noqa: E402
+from services.executor.sandbox_child import (  # noqa: E402
+    BuiltinsGuard,
+    prepare_server,
+    run_child,
+    warm_up,
+)
 
-log = logging.getLogger("azr.executor.forkserver")
+# libc's fork() called directly, holding the GIL (PyDLL): os.fork() would also run CPython's
+# after-fork machinery (re-initialising locks and threads, at-fork hooks such as random's reseed)
+# in every child, which writes to ~200 inherited pages; each such write is a copy-on-write fault,
+# together more than half of a child's cost. The fork-server is single-threaded (checked at
+# start-up), so there is no lock another thread could hold and nothing to re-initialise.
+_libc_fork = ctypes.PyDLL(None, use_errno=True).fork
+_libc_fork.restype = ctypes.c_int
+_libc_fork.argtypes = []
+
+
+def _fork() -> int:
+    pid = int(_libc_fork())
+    if pid < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"fork failed: {os.strerror(err)}")
+    return pid
+
 
 _SIGNAL_STATUS = {
     signal.SIGXCPU: ("timeout", "CPU time limit reached"),
@@ -99,28 +122,49 @@ class Child:
 
 
 class ForkServer:
-    def __init__(self, prepared: layers.PreparedLayers, limits: layers.Limits) -> None:
+    def __init__(
+        self,
+        prepared: layers.PreparedLayers,
+        limits: layers.Limits,
+        guard: BuiltinsGuard | None,
+        batch: int = 1,
+    ) -> None:
         self.prepared = prepared
         self.limits = limits
-        self.spare: Child | None = None
+        self.guard = guard
+        self.spares: list[Child] = []
+        self.batch = max(1, batch)
+        self.fork: Callable[[], int] = _fork
 
     def spawn(self) -> Child:
         job_r, job_w = os.pipe()
         result_r, result_w = os.pipe()
         token = os.urandom(16)
-        pid = os.fork()
+        pid = self.fork()
         if pid == 0:  # pragma: no cover - the child never returns
             try:
-                run_child(job_r, result_w, token, self.prepared, self.limits)
+                assert self.guard is not None, "prepare_server() first"
+                run_child(job_r, result_w, token, self.prepared, self.limits, self.guard)
             finally:
                 os._exit(70)
         os.close(job_r)
         os.close(result_w)
         return Child(pid, job_w, result_r, token)
 
+    def spare_pids(self) -> list[int]:
+        return [c.pid for c in self.spares]
+
+    def refill(self) -> None:
+        """Fork `batch` spare children back to back. Every fork write-protects the server's
+        pages, and each page the server then writes costs it a copy-on-write fault; forking in
+        bursts makes the server pay that once per burst instead of once per job."""
+        for _ in range(self.batch - len(self.spares)):
+            self.spares.append(self.spawn())
+
     def run(self, job: dict[str, Any]) -> dict[str, Any]:
-        child = self.spare or self.spawn()
-        self.spare = None
+        if not self.spares:
+            self.refill()
+        child = self.spares.pop()
         t0 = time.monotonic()
         payload = json.dumps(job).encode()
         timeout_s = float(job.get("timeout_s") or self.limits.cpu_s)
@@ -129,7 +173,8 @@ class ForkServer:
         except OSError:
             pass  # the child died during set-up; its exit status tells why
         os.close(child.job_w)
-        self.spare = self.spawn()  # the next job's child locks down while this one runs
+        if not self.spares:
+            self.refill()  # the next jobs' children lock down while this one runs
         n_calls = max(1, len(job.get("args") or job.get("pairs") or []))
         cap = (1 << 20) + 16 * int(job.get("max_output", 4000)) * n_calls
         result = self._collect(child, t0 + timeout_s, cap)
@@ -180,12 +225,12 @@ class ForkServer:
         return _status_from_exit(status, usage.ru_utime + usage.ru_stime, self.limits)
 
     def close(self) -> None:
-        if self.spare is not None:
-            os.close(self.spare.job_w)
-            _kill_group(self.spare.pid)
-            os.waitpid(self.spare.pid, 0)
-            os.close(self.spare.result_r)
-            self.spare = None
+        while self.spares:
+            spare = self.spares.pop()
+            os.close(spare.job_w)
+            _kill_group(spare.pid)
+            os.waitpid(spare.pid, 0)
+            os.close(spare.result_r)
 
 
 def _kill_group(pid: int) -> None:
@@ -273,24 +318,49 @@ SELF_TEST_JOB = {
 }
 
 
+def _seccomp_from_config(config: dict[str, Any]) -> tuple[layers.LayerStatus, bytes | None] | None:
+    """The worker compiles the seccomp filter and sends it (hex), so libseccomp is never loaded
+    here. Without one, the server builds it itself."""
+    sent = config.get("seccomp")
+    if not isinstance(sent, dict):
+        return None
+    bpf = bytes.fromhex(sent["bpf"]) if sent.get("bpf") else None
+    return layers.LayerStatus(
+        bool(sent.get("active")) and bpf is not None, str(sent["detail"])
+    ), bpf
+
+
+def _threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
     proto_in = 0
     proto_out = os.dup(1)
     os.dup2(2, 1)  # nothing printed by accident may corrupt the protocol
     config = read_message(proto_in) or {}
     limits = layers.Limits(**config.get("limits", {}))
     prepared = layers.prepare_layers(
-        read_trees=config.get("read_trees") or [], netns=bool(config.get("netns", True))
+        read_trees=config.get("read_trees") or [],
+        netns=bool(config.get("netns", True)),
+        seccomp=_seccomp_from_config(config),
     )
     for name, st in prepared.status.items():
         if not st.active:
-            log.warning("isolation layer %s unavailable: %s", name, st.detail)
+            sys.stderr.write(
+                f"azr.executor.forkserver: isolation layer {name} unavailable: {st.detail}\n"
+            )
+    server = ForkServer(prepared, limits, None, batch=int(config.get("spares", 1)))
+    if _threads() != 1:  # the raw fork() is only sound in a single-threaded process
+        server.fork = os.fork
+        sys.stderr.write("azr.executor.forkserver: not single-threaded; using os.fork\n")
+    os.environ.clear()  # children inherit an empty environment
+    server.guard = prepare_server()
+    warm_up(server.guard)
     # Park every object loaded so far outside the collector's reach: a child's gc pass would
     # otherwise touch (and copy-on-write) the whole inherited heap.
     gc.collect()
     gc.freeze()
-    server = ForkServer(prepared, limits)
     probe = server.run(dict(SELF_TEST_JOB))
     calls = probe.get("calls") or [{}]
     ok = probe.get("status") == "ok" and calls[0].get("output") == "[21, 42]"
@@ -298,6 +368,7 @@ def main() -> None:
         proto_out,
         {
             "pid": os.getpid(),
+            "spares": server.spare_pids(),
             "self_test": {"ok": ok, "result": probe},
             "layers": {k: v.as_dict() for k, v in prepared.status.items()},
         },
@@ -308,14 +379,10 @@ def main() -> None:
             if request is None:
                 break
             results = [server.run(job) for job in request.get("jobs", [])]
-            write_message(proto_out, {"results": results})
+            # the spares' pids let a caller check that no other child outlived its job
+            write_message(proto_out, {"results": results, "spares": server.spare_pids()})
     finally:
-        server.close()
-        try:
-            os.chmod(prepared.workdir, 0o700)
-            os.rmdir(prepared.workdir)
-        except OSError:
-            pass
+        server.close()  # the working directory was removed at start-up already
 
 
 if __name__ == "__main__":

@@ -59,13 +59,17 @@ def start_worker(
     """Start a Celery worker process (in its own process group, so `stop_worker` reaps its pool
     processes and their fork-servers too)."""
     s = get_settings().executor
+    n = s.workers if concurrency is None else concurrency
+    if n < 1:
+        # Celery reads `-c 0` as "one per CPU"; here 0 means no worker, so never pass it on.
+        raise ValueError(f"a worker needs at least 1 process (got {n})")
     child_env = {**os.environ, **(env or {}), "AZR_REDIS_URL": redis_url}
     child_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (_REPO_ROOT, child_env.get("PYTHONPATH", "")) if p
     )
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
     return subprocess.Popen(
-        worker_command(concurrency or s.workers, queue or s.queue),
+        worker_command(n, queue or s.queue),
         env=child_env,
         stdout=out,
         stderr=subprocess.STDOUT,
@@ -113,13 +117,19 @@ def serve(host: str | None = None, port: int | None = None, role: str = "executo
         settings.data_dir, os.environ.get("AZR_REDIS_URL") or settings.redis_url
     )
     os.environ["AZR_REDIS_URL"] = url
+    s = settings.executor
+    if role == "executor-worker" and s.workers < 1:
+        raise SystemExit("AZR_EXECUTOR__WORKERS must be >= 1 for `azr serve executor-worker`")
     if role == "executor-worker" and embedded is None:
         # a worker pod: become the Celery worker itself, so signals reach it directly
-        s = settings.executor
         os.execv(sys.executable, worker_command(s.workers, s.queue))
-    worker = start_worker(url)
+    # AZR_EXECUTOR__WORKERS=0: the API alone; separate worker processes/pods consume the queue
+    worker = start_worker(url) if s.workers > 0 else None
+    if worker is None:
+        log.info("no embedded executor workers (AZR_EXECUTOR__WORKERS=0): API only")
     try:
         if role == "executor-worker":
+            assert worker is not None
             worker.wait()
             return
         app = create_app(url, settings)
@@ -130,6 +140,7 @@ def serve(host: str | None = None, port: int | None = None, role: str = "executo
             log_level=settings.log_level.lower(),
         )
     finally:
-        stop_worker(worker)
+        if worker is not None:
+            stop_worker(worker)
         if embedded is not None:
             embedded.stop()

@@ -1,6 +1,6 @@
 """The worker-side handle on fork-server processes.
 
-`ForkServerProcess` starts ``python -s -m services.executor.forkserver`` with an empty
+`ForkServerProcess` starts ``python -S -s -m services.executor.forkserver`` with an empty
 environment (plus its own PYTHONHASHSEED) and talks the length-prefixed JSON protocol to it.
 `SandboxPair` owns two of them with different hash seeds: the primary runs every job, the
 secondary repeats validation calls so that hash-seed-dependent programs are caught."""
@@ -17,10 +17,22 @@ from pathlib import Path
 from typing import Any
 
 from services.executor.forkserver import read_message, write_message
+from services.executor.sandbox_layers import LayerStatus, build_seccomp_bpf
 
 log = logging.getLogger("azr.executor.sandbox")
 
 _REPO_ROOT = str(Path(__file__).resolve().parents[2])
+_SECCOMP: tuple[LayerStatus, bytes | None] | None = None
+
+
+def seccomp_filter() -> dict[str, Any]:
+    """The seccomp BPF, compiled once per worker process and handed to its fork-servers, so
+    libseccomp never has to be mapped into them."""
+    global _SECCOMP
+    if _SECCOMP is None:
+        _SECCOMP = build_seccomp_bpf()
+    status, bpf = _SECCOMP
+    return {"active": status.active, "detail": status.detail, "bpf": bpf.hex() if bpf else None}
 
 
 class SandboxUnavailable(RuntimeError):
@@ -34,13 +46,18 @@ class SandboxConfig:
     open_files: int = 16
     netns: bool = True
     read_trees: list[str] = field(default_factory=list)
+    spares: int = 8  # pre-forked, locked-down children each fork-server keeps ready
 
     @classmethod
     def from_settings(cls) -> SandboxConfig:
         from azr.settings import get_settings
 
         s = get_settings().executor
-        return cls(cpu_s=max(s.cpu_s, int(s.max_timeout_s) + 1), memory_mb=s.memory_mb)
+        return cls(
+            cpu_s=max(s.cpu_s, int(s.max_timeout_s) + 1),
+            memory_mb=s.memory_mb,
+            spares=s.spare_children,
+        )
 
 
 class ForkServerProcess:
@@ -49,6 +66,7 @@ class ForkServerProcess:
         self.hash_seed = hash_seed
         self.proc: subprocess.Popen[bytes] | None = None
         self.hello: dict[str, Any] = {}
+        self.spare_pids: list[int] = []  # as of the last reply
         self._lock = threading.Lock()
 
     def start(self) -> dict[str, Any]:
@@ -58,8 +76,10 @@ class ForkServerProcess:
             "PATH": "/usr/bin:/bin",
             "LANG": "C.UTF-8",
         }
+        # -S: no site-packages. The fork-server needs only the stdlib and this repository (on
+        # PYTHONPATH); skipping site keeps its heap and its mappings, which every fork copies, small.
         self.proc = subprocess.Popen(
-            [sys.executable, "-s", "-B", "-m", "services.executor.forkserver"],
+            [sys.executable, "-S", "-s", "-B", "-m", "services.executor.forkserver"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -77,6 +97,8 @@ class ForkServerProcess:
                 },
                 "netns": self.config.netns,
                 "read_trees": self.config.read_trees,
+                "seccomp": seccomp_filter(),
+                "spares": self.config.spares,
             },
         )
         hello = read_message(self.proc.stdout.fileno())
@@ -87,6 +109,7 @@ class ForkServerProcess:
             self.stop()
             raise SandboxUnavailable(f"sandbox self-test failed: {hello.get('self_test')}")
         self.hello = hello
+        self.spare_pids = [int(p) for p in hello.get("spares") or []]
         return hello
 
     @property
@@ -112,6 +135,7 @@ class ForkServerProcess:
         if not isinstance(reply, dict) or len(reply.get("results", [])) != len(jobs):
             raise EOFError("no reply from the fork-server")
         results: list[dict[str, Any]] = reply["results"]
+        self.spare_pids = [int(p) for p in reply.get("spares") or []]
         return results
 
     def stop(self) -> None:

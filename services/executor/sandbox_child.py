@@ -37,8 +37,12 @@ _HIDDEN_MODULES = (
     "resource",
     "tempfile",
     "shutil",
+    "services",
+    "services.executor",
     "services.executor.sandbox_layers",
+    "services.executor.sandbox_child",
     "services.executor.forkserver",
+    "__main__",
 )
 # An attempt to import one of these is an attack, not a missing dependency.
 _DANGEROUS_IMPORTS = frozenset(
@@ -160,16 +164,101 @@ def _short(exc: BaseException, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+class BuiltinsGuard:
+    """Puts the builtins back after program code ran. Re-installing all ~160 of them writes the
+    reference count of each (and of their static types in libpython's data), a copy-on-write
+    fault per page in every child, so when CPython's dict version tag (PEP 509) can be read it
+    restores only when the builtins dict was modified at all. The reader is a ctypes view made
+    once in the fork-server (making one in a child would be an audited ctypes event) and
+    checked at start-up; without it every restore is done in full."""
+
+    def __init__(self) -> None:
+        self.pristine = dict(builtins.__dict__)
+        self._tag = _version_tag_view(builtins.__dict__)
+        self._clean = self._tag.value if self._tag is not None else None
+
+    @property
+    def cheap(self) -> bool:
+        return self._tag is not None
+
+    def restore(self) -> None:
+        if self._tag is None or self._tag.value != self._clean:
+            builtins.__dict__.update(self.pristine)
+            if self._tag is not None:
+                self._clean = self._tag.value
+
+
+def _version_tag_view(d: dict[str, Any]) -> Any:
+    """A ctypes view of `d`'s ma_version_tag (after the object header and ma_used), or None
+    unless it demonstrably changes on every modification and only then."""
+    try:
+        import ctypes
+
+        def view(obj: dict[Any, Any]) -> Any:
+            return ctypes.c_uint64.from_address(id(obj) + 3 * ctypes.sizeof(ctypes.c_ssize_t))
+
+        probe: dict[Any, Any] = {"a": 1}
+        tag = view(probe)
+        seen = [tag.value, tag.value]
+        probe["a"] = 2  # replaced value
+        seen.append(tag.value)
+        probe["b"] = 3  # added name
+        seen.append(tag.value)
+        del probe["b"]  # removed name
+        seen.append(tag.value)
+        # unchanged while untouched, and a new value after each modification
+        if seen[0] != seen[1] or len(set(seen)) != 4:
+            return None
+        return view(d)
+    except Exception:
+        return None
+
+
+def prepare_server() -> BuiltinsGuard:
+    """Once in the fork-server, before it forks anything: hide the modules programs must not reach
+    (the server keeps its own references) and snapshot the builtins. Doing this per child would
+    touch, and so copy-on-write, those objects in every child."""
+    guard = BuiltinsGuard()  # first: it needs ctypes, which is hidden next
+    for name in _HIDDEN_MODULES:
+        sys.modules.pop(name, None)
+    return guard
+
+
+def warm_up(guard: BuiltinsGuard, rounds: int = 30) -> None:
+    """Run the child's own code paths (on fixed, trusted input) in the fork-server, so their code
+    objects are already quickened and specialised when a child inherits them. Otherwise every
+    child would do that work again and copy-on-write each code object it touches."""
+    job = {
+        "kind": "call",
+        "program": "def f(a, b=2):\n    return {'s': [a + b, (a, b)], 't': {a * b}}",
+        "args": ["3", "4, b=5", "'x', 'y'"],
+        "repeat": 2,
+        "max_output": 1000,
+    }
+    body = _dumps(job).encode()
+    for _ in range(rounds):
+        parsed = json.loads(body)
+        result = _run_calls(parsed, guard)
+        _frame(b"", result)
+        _frame(b"", _run_compare({"pairs": [["[1, 2.0]", "[1.0, 2]"], ["{1: (2,)}", "{1: [2]}"]]}))
+        _short(ValueError("x"))
+
+
 def run_child(
-    job_r: int, result_w: int, token: bytes, prepared: layers.PreparedLayers, limits: layers.Limits
+    job_r: int,
+    result_w: int,
+    token: bytes,
+    prepared: layers.PreparedLayers,
+    limits: layers.Limits,
+    guard: BuiltinsGuard,
 ) -> NoReturn:
     write = os.write
     exit_now = os._exit
-    pristine = dict(builtins.__dict__)  # a program may patch builtins; our own code must not care
+    restore_builtins = guard.restore  # a program may patch builtins; we must not care
 
     def report(result: dict[str, Any]) -> NoReturn:
         try:
-            builtins.__dict__.update(pristine)
+            restore_builtins()
             write(result_w, _frame(token, result))
         finally:
             exit_now(0)
@@ -206,7 +295,7 @@ def run_child(
         layers.lower_cpu_limit(float(job.get("timeout_s", limits.cpu_s)) + 1)
         armed[0] = True
         if job["kind"] == "call":
-            result = _run_calls(job, pristine)
+            result = _run_calls(job, guard)
         elif job["kind"] == "compare":
             result = _run_compare(job)
         else:
@@ -230,13 +319,10 @@ def _lock_down(
     keep = sorted({job_r, result_w, *([prepared.landlock_fd] if prepared.landlock_fd else [])})
     low = 0
     for fd in keep:
-        os.closerange(low, fd)
+        os.closerange(low, fd)  # close_range(2) underneath: one syscall per gap
         low = fd + 1
     os.closerange(low, 1 << 20)
-    os.chdir(prepared.workdir)
-    os.environ.clear()
-    for name in _HIDDEN_MODULES:
-        sys.modules.pop(name, None)
+    # the cwd, inherited from the fork-server, is an empty directory that was already deleted
     layers.apply_rlimits(limits)
     if prepared.drop_to is not None:
         layers.drop_privileges(prepared.drop_to)
@@ -244,8 +330,8 @@ def _lock_down(
     if prepared.landlock_fd is not None:
         layers.restrict_landlock(prepared.landlock_fd)
         os.close(prepared.landlock_fd)
-    if prepared.seccomp_bpf is not None:
-        layers.load_seccomp(prepared.seccomp_bpf)
+    if prepared.seccomp_prog is not None:
+        prepared.seccomp_prog.load()
 
 
 def _read_job(fd: int) -> dict[str, Any]:
@@ -270,14 +356,14 @@ def _collect_args(*args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str,
     return args, kwargs
 
 
-def _run_calls(job: dict[str, Any], pristine: dict[str, Any]) -> dict[str, Any]:
+def _run_calls(job: dict[str, Any], guard: BuiltinsGuard) -> dict[str, Any]:
     program: str = job["program"]
     repeat = int(job.get("repeat", 1))
     cap = int(job.get("max_output", 4000))
     code = compile(program, "<program>", "exec")
     calls: list[dict[str, Any]] = []
     for text in job["args"]:
-        calls.append(_one_call(code, text, repeat, cap, pristine))
+        calls.append(_one_call(code, text, repeat, cap, guard))
         if calls[-1]["status"] in ("memory", "output_limit"):
             # the process is in an unknown state; the remaining inputs are not run
             break
@@ -285,9 +371,7 @@ def _run_calls(job: dict[str, Any], pristine: dict[str, Any]) -> dict[str, Any]:
     return {"status": "ok", "calls": calls}
 
 
-def _one_call(
-    code: Any, text: str, repeat: int, cap: int, pristine: dict[str, Any]
-) -> dict[str, Any]:
+def _one_call(code: Any, text: str, repeat: int, cap: int, guard: BuiltinsGuard) -> dict[str, Any]:
     namespace: dict[str, Any] = {"__name__": "__azr__", "__builtins__": builtins}
     try:
         call = parse_arguments(text)
@@ -303,7 +387,7 @@ def _one_call(
             namespace[ARGS_CALLEE] = _collect_args
             args, kwargs = eval(args_code, namespace)
             results.append(fn(*args, **kwargs))
-        builtins.__dict__.update(pristine)
+        guard.restore()
         out = repr(results[0])
         if len(out) > cap:
             return {"status": "output_limit", "error": f"repr over {cap} characters"}

@@ -7,11 +7,9 @@ in the fork-server; a child only applies the prepared pieces with a few syscalls
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import pwd
 import resource
-import tempfile
 from dataclasses import dataclass, field
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -46,6 +44,8 @@ KILLED_SYSCALLS: tuple[str, ...] = (
     "clone",
     "clone3",
     "kill",
+    "tkill",  # with several spare children alive, no child may signal a sibling
+    "tgkill",
     "ptrace",
     "process_vm_readv",
     "process_vm_writev",
@@ -113,9 +113,10 @@ class PreparedLayers:
 
     status: dict[str, LayerStatus] = field(default_factory=dict)
     seccomp_bpf: bytes | None = None
+    seccomp_prog: SeccompProgram | None = None
     landlock_fd: int | None = None
     drop_to: tuple[int, int] | None = None  # (uid, gid)
-    workdir: str = "/"
+    workdir: str = "/"  # where the (already removed) working directory was
 
 
 def _errno_text() -> str:
@@ -185,6 +186,10 @@ def lower_cpu_limit(cpu_s: float) -> None:
 
 
 def build_seccomp_bpf() -> tuple[LayerStatus, bytes | None]:
+    """Compile the filter with libseccomp and export the raw BPF program.
+
+    The worker calls this (not the fork-server), so libseccomp never gets mapped into the
+    fork-server: every shared library there adds mappings that each fork copies."""
     try:
         import pyseccomp as seccomp  # ctypes binding of libseccomp.so.2
     except Exception as exc:  # the library or the .so is missing
@@ -196,12 +201,20 @@ def build_seccomp_bpf() -> tuple[LayerStatus, bytes | None]:
                 filt.add_rule(seccomp.KILL_PROCESS, name)
             except Exception:
                 continue  # a syscall this architecture lacks
-        with tempfile.TemporaryFile() as fh:
-            filt.export_bpf(fh)
-            fh.seek(0)
-            bpf = fh.read()
+        read_fd, write_fd = os.pipe()
+        try:
+            with os.fdopen(write_fd, "wb") as sink:
+                filt.export_bpf(sink)
+            chunks = []
+            while chunk := os.read(read_fd, 1 << 16):
+                chunks.append(chunk)
+        finally:
+            os.close(read_fd)
+        bpf = b"".join(chunks)
     except Exception as exc:
         return LayerStatus(False, f"building the seccomp filter failed: {exc}"), None
+    if not bpf or len(bpf) % 8:
+        return LayerStatus(False, f"libseccomp exported {len(bpf)} bytes, not a BPF program"), None
     return LayerStatus(True, f"{len(KILLED_SYSCALLS)} syscalls kill the child"), bpf
 
 
@@ -209,11 +222,22 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
+class SeccompProgram:
+    """The `struct sock_fprog` for a BPF program, built once in the fork-server so that a child
+    installs the filter with one prctl and no allocation."""
+
+    def __init__(self, bpf: bytes) -> None:
+        self._buf = ctypes.create_string_buffer(bpf, len(bpf))  # kept alive with the struct
+        self._prog = _SockFprog(len(bpf) // 8, ctypes.cast(self._buf, ctypes.c_void_p))
+        self._ref = ctypes.byref(self._prog)
+
+    def load(self) -> None:
+        if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, self._ref, 0, 0) != 0:
+            raise LayerUnavailable(f"seccomp load failed: {_errno_text()}")
+
+
 def load_seccomp(bpf: bytes) -> None:
-    buf = ctypes.create_string_buffer(bpf, len(bpf))
-    prog = _SockFprog(len(bpf) // 8, ctypes.cast(buf, ctypes.c_void_p))
-    if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
-        raise LayerUnavailable(f"seccomp load failed: {_errno_text()}")
+    SeccompProgram(bpf).load()
 
 
 def set_no_new_privs() -> None:
@@ -291,14 +315,32 @@ def restrict_landlock(ruleset_fd: int) -> None:
 # --- the working directory ----------------------------------------------------------------
 
 
-def make_empty_workdir() -> str:
-    """An empty directory nobody can write to: the children's cwd."""
-    path = tempfile.mkdtemp(prefix="azr-sandbox-")
-    os.chmod(path, 0o555)
-    return path
+def enter_empty_workdir(base: str = "/tmp") -> str:
+    """Make a fresh directory, make it the fork-server's cwd (which every child inherits), then
+    remove it: the cwd is an empty directory in which nothing can be created, and nothing is left
+    in `base` however the fork-server ends (SIGKILL included). (`tempfile` is avoided on purpose:
+    it drags shutil, bz2, lzma and random into the fork-server.)"""
+    for _ in range(100):
+        path = os.path.join(base, "azr-sandbox-" + os.urandom(6).hex())
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(path, 0o555)  # children (another uid) may look things up in it, not write
+        os.chdir(path)
+        os.rmdir(path)
+        return path
+    raise FileExistsError(f"could not create a fresh directory under {base}")
 
 
-def prepare_layers(*, read_trees: list[str] | None = None, netns: bool = True) -> PreparedLayers:
+def prepare_layers(
+    *,
+    read_trees: list[str] | None = None,
+    netns: bool = True,
+    seccomp: tuple[LayerStatus, bytes | None] | None = None,
+) -> PreparedLayers:
+    """`seccomp`: a filter the caller already built (see `build_seccomp_bpf`); built here when
+    not given."""
     prepared = PreparedLayers()
     status = prepared.status
     status["fork_server"] = LayerStatus(True, f"pid {os.getpid()}, one child per program")
@@ -307,10 +349,12 @@ def prepare_layers(*, read_trees: list[str] | None = None, netns: bool = True) -
     )
     status["rlimits"] = LayerStatus(True, "CPU, address space, file size 0, open files, NPROC 0")
     status["drop_privileges"], prepared.drop_to = plan_privilege_drop()
-    status["seccomp"], prepared.seccomp_bpf = build_seccomp_bpf()
+    status["seccomp"], prepared.seccomp_bpf = seccomp or build_seccomp_bpf()
+    if prepared.seccomp_bpf is not None:
+        prepared.seccomp_prog = SeccompProgram(prepared.seccomp_bpf)
     status["landlock"], prepared.landlock_fd = build_landlock_ruleset(read_trees or [])
-    prepared.workdir = make_empty_workdir()
-    status["workdir"] = LayerStatus(True, "empty read-only temporary directory")
+    prepared.workdir = enter_empty_workdir()
+    status["workdir"] = LayerStatus(True, "an empty, already deleted working directory")
     status["close_fds"] = LayerStatus(True, "every inherited fd closed except the job/result pipes")
     status["clean_env"] = LayerStatus(True, "empty environment")
     status["audit_hook"] = LayerStatus(True, "file/network/process/ctypes events refused")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from azr.settings import get_settings
 from services.executor.api import create_app
 from services.executor.main import start_worker, stop_worker, wait_ready
 from tests.executor.conftest import children_of
@@ -169,7 +170,8 @@ def test_metrics_and_no_leftover_children(client: TestClient, worker: int) -> No
     client.post("/v1/run", json={"items": [{"program": "def f():\n    return 1", "input": ""}]})
     text = client.get("/metrics").text
     assert "azr_executor_executions_total" in text and "azr_executor_queue_depth" in text
-    # worker -> pool process -> two fork-servers -> at most one pre-forked spare each
+    # worker -> pool process -> two fork-servers -> their pre-forked spares and nothing more
+    spares = get_settings().executor.spare_children
     for pool_proc in children_of(worker):
         for fork_server in children_of(pool_proc):
-            assert len(children_of(fork_server)) <= 1
+            assert len(children_of(fork_server)) <= spares
