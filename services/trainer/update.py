@@ -1,0 +1,236 @@
+"""One reward batch -> one optimizer step: TRR++ advantages, token-budget micro-batches with
+gradient accumulation over the whole batch, grad-norm clipping, AdamW."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from azr.core.trrpp import trrpp_advantages
+from services.trainer.loss import LossConfig, policy_loss
+from services.trainer.policy import response_token_stats
+from services.trainer.schemas import RewardBatch
+
+# Test-only hook: seconds to sleep before each micro-batch, so a test can kill the process in
+# the middle of an update deterministically (tests/trainer/test_crash.py). Unset in production.
+TEST_SLEEP_ENV = "AZR_TRAINER_TEST_SLEEP_S"
+
+
+class BatchRejected(ValueError):
+    """The batch is well-formed JSON but cannot be trained on (e.g. token ids beyond the
+    vocabulary); it goes to the dead-letter stream."""
+
+
+def batch_advantages(batch: RewardBatch) -> list[float]:
+    """One scalar per sample from the core's TRR++ (one baseline per task x role group,
+    token-weighted whitening); every response token of sample i gets A_i."""
+    return trrpp_advantages(
+        [s.reward for s in batch.samples],
+        [s.group for s in batch.samples],
+        [len(s.completion_token_ids) for s in batch.samples],
+    )
+
+
+def plan_micro_batches(lengths: list[int], budget: int) -> list[list[int]]:
+    """Group sequence indices so each micro-batch's padded size (rows x longest) fits `budget`.
+
+    Sorting by length keeps padding small; a sequence longer than the budget goes alone;
+    length 0 means "nothing to train" and is left out.
+    """
+    order = sorted((i for i in range(len(lengths)) if lengths[i] > 0), key=lambda i: -lengths[i])
+    out: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i in order:
+        width = max(longest, lengths[i])
+        if current and width * (len(current) + 1) > budget:
+            out.append(current)
+            current, longest = [], 0
+            width = lengths[i]
+        current.append(i)
+        longest = width
+    if current:
+        out.append(current)
+    return out
+
+
+def group_stats(batch: RewardBatch, advantages: list[float]) -> dict[str, dict[str, float]]:
+    per: dict[str, list[tuple[float, float]]] = {}
+    for s, a in zip(batch.samples, advantages, strict=True):
+        per.setdefault(s.group, []).append((s.reward, a))
+    out = {}
+    for g, pairs in sorted(per.items()):
+        rewards = [p[0] for p in pairs]
+        advs = [p[1] for p in pairs]
+        out[g] = {
+            "count": float(len(rewards)),
+            "reward_mean": _mean(rewards),
+            "reward_std": _std(rewards),
+            "advantage_mean": _mean(advs),
+            "advantage_std": _std(advs),
+        }
+    return out
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs) if xs else 0.0
+
+
+def _std(xs: list[float]) -> float:
+    if len(xs) < 2:
+        return 0.0
+    m = _mean(xs)
+    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+
+
+@dataclass
+class StepResult:
+    metrics: dict[str, float]
+    groups: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+class Updater:
+    """Holds the model, its optimizer and the loss settings; `step` trains on one batch."""
+
+    def __init__(
+        self,
+        model: Any,
+        optimizer: torch.optim.Optimizer,
+        loss_cfg: LossConfig,
+        micro_batch_tokens: int,
+        grad_clip: float,
+        device: torch.device,
+        amp_dtype: torch.dtype | None = None,
+        ref_model: Any | None = None,
+        pad_id: int = 0,
+    ) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.loss_cfg = loss_cfg
+        self.micro_batch_tokens = micro_batch_tokens
+        self.grad_clip = grad_clip
+        self.device = device
+        self.amp_dtype = amp_dtype
+        self.ref_model = ref_model
+        self.pad_id = pad_id
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def check(self, batch: RewardBatch) -> None:
+        vocab = self.model.get_input_embeddings().weight.shape[0]
+        for i, s in enumerate(batch.samples):
+            top = max(s.prompt_token_ids + s.completion_token_ids)
+            if top >= vocab:
+                raise BatchRejected(f"samples[{i}] has token id {top} >= vocabulary size {vocab}")
+
+    def step(
+        self, batch: RewardBatch, on_micro_batch: Callable[[int, int], None] | None = None
+    ) -> StepResult:
+        self.check(batch)
+        t0 = time.perf_counter()
+        advantages = batch_advantages(batch)
+        seqs = [s.prompt_token_ids + s.completion_token_ids for s in batch.samples]
+        total_response = batch.n_response_tokens
+        # Samples without completion tokens have nothing to train (and TRR++ gave them 0).
+        lengths = [
+            len(x) if s.completion_token_ids else 0
+            for x, s in zip(seqs, batch.samples, strict=True)
+        ]
+        plan = plan_micro_batches(lengths, self.micro_batch_tokens)
+        sleep_s = float(os.environ.get(TEST_SLEEP_ENV, "0") or 0)
+
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        sums: dict[str, float] = {}
+        loss_total = 0.0
+        for k, idx in enumerate(plan):
+            if on_micro_batch:
+                on_micro_batch(k, len(plan))
+            if sleep_s:
+                time.sleep(sleep_s)
+            loss, stats = self._micro_batch(batch, seqs, advantages, idx, total_response)
+            loss.backward()  # type: ignore[no-untyped-call]
+            loss_total += float(loss.detach())
+            for key, v in stats.items():
+                sums[key] = sums.get(key, 0.0) + v
+
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.grad_clip))
+        if math.isfinite(grad_norm):
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        elapsed = time.perf_counter() - t0
+
+        known = sums.get("known_tokens", 0.0)
+        metrics = {
+            "loss": loss_total,
+            "pg_loss": sums["surrogate_sum"] / total_response,
+            "entropy": sums["entropy_sum"] / total_response,
+            "grad_norm": grad_norm,
+            "clip_fraction": sums["clipped_tokens"] / total_response,
+            "mismatch_abs": sums["mismatch_abs_sum"] / known if known else 0.0,
+            "mismatch_kl": sums["mismatch_kl_sum"] / known if known else 0.0,
+            "tis_truncated_fraction": sums["truncated_tokens"] / known if known else 0.0,
+            "tokens": float(batch.n_tokens),
+            "response_tokens": float(total_response),
+            "tokens_per_s": batch.n_tokens / elapsed,
+            "step_time_s": elapsed,
+            "micro_batches": float(len(plan)),
+            "reward_mean": _mean([s.reward for s in batch.samples]),
+            "skipped_nonfinite": 0.0 if math.isfinite(grad_norm) else 1.0,
+        }
+        return StepResult(metrics=metrics, groups=group_stats(batch, advantages))
+
+    def _micro_batch(
+        self,
+        batch: RewardBatch,
+        seqs: list[list[int]],
+        advantages: list[float],
+        idx: list[int],
+        total_response: int,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        width = max(len(seqs[i]) for i in idx)
+        ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
+        attn = torch.zeros((len(idx), width), dtype=torch.long)
+        resp = torch.zeros((len(idx), width), dtype=torch.bool)
+        adv_rows, samp_rows = [], []
+        for row, i in enumerate(idx):
+            s = batch.samples[i]
+            n_p, n_c = len(s.prompt_token_ids), len(s.completion_token_ids)
+            ids[row, : n_p + n_c] = torch.tensor(seqs[i])
+            attn[row, : n_p + n_c] = 1
+            resp[row, n_p : n_p + n_c] = True
+            adv_rows.append(torch.full((n_c,), advantages[i]))
+            lps = s.sampling_logprobs
+            samp_rows.append(torch.tensor(lps) if lps is not None else torch.full((n_c,), math.nan))
+        dev = self.device
+        ids, attn, resp = ids.to(dev), attn.to(dev), resp.to(dev)
+        # Row-major order of the masked positions matches the concatenation order below.
+        adv = torch.cat(adv_rows).to(dev, torch.float32)
+        sampling = torch.cat(samp_rows).to(dev, torch.float32)
+
+        bonus = self.loss_cfg.entropy_coef != 0.0
+        with self._autocast():
+            stats = response_token_stats(self.model, ids, attn, resp, entropy_grad=bonus)
+            ref_logp = None
+            if self.ref_model is not None and self.loss_cfg.kl_coef:
+                with torch.no_grad():
+                    ref = response_token_stats(self.ref_model, ids, attn, resp, with_entropy=False)
+                    ref_logp = ref.logp
+        # One update per batch: the parameters that produced `logp` are pi_old, so the old
+        # log-probs are these values without gradient (a second forward pass would be identical).
+        old_logp = stats.logp.detach()
+        loss, info = policy_loss(
+            stats.logp, old_logp, sampling, adv, stats.entropy, ref_logp, self.loss_cfg
+        )
+        return loss / total_response, info
