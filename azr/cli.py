@@ -31,6 +31,9 @@ def serve(
         raise typer.BadParameter(
             f"unknown service {service!r}; choose one of {list(SERVICE_MODULES)}"
         )
+    from azr.common.processes import sigterm_exits
+
+    sigterm_exits()  # so each service's cleanup (workers, engines, embedded Redis) runs
     module = importlib.import_module(SERVICE_MODULES[service])
     module.serve(host=host, port=port, role=service)
 

@@ -13,11 +13,50 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # Modules a proposed program may not import or reference (the reference's list, plus the
 # process/network/introspection modules a sandbox escape would reach for).
 DEFAULT_BANNED_MODULES: tuple[str, ...] = (
-    "logging", "random", "multiprocessing", "pebble", "subprocess", "threading", "datetime",
-    "time", "hashlib", "hmac", "bcrypt", "os", "sys", "calendar", "socket", "shutil", "signal",
-    "ctypes", "pickle", "marshal", "importlib", "builtins", "gc", "inspect", "io", "pathlib",
-    "tempfile", "resource", "asyncio", "concurrent", "urllib", "http", "ftplib", "select",
-    "selectors", "mmap", "fcntl", "pty", "code", "codeop", "runpy", "platform", "uuid", "secrets",
+    "logging",
+    "random",
+    "multiprocessing",
+    "pebble",
+    "subprocess",
+    "threading",
+    "datetime",
+    "time",
+    "hashlib",
+    "hmac",
+    "bcrypt",
+    "os",
+    "sys",
+    "calendar",
+    "socket",
+    "shutil",
+    "signal",
+    "ctypes",
+    "pickle",
+    "marshal",
+    "importlib",
+    "builtins",
+    "gc",
+    "inspect",
+    "io",
+    "pathlib",
+    "tempfile",
+    "resource",
+    "asyncio",
+    "concurrent",
+    "urllib",
+    "http",
+    "ftplib",
+    "select",
+    "selectors",
+    "mmap",
+    "fcntl",
+    "pty",
+    "code",
+    "codeop",
+    "runpy",
+    "platform",
+    "uuid",
+    "secrets",
 )
 
 
@@ -68,8 +107,9 @@ class InferenceSettings(BaseModel):
     max_batch: int = Field(64, description="transformers engine: sequences per generate call")
     cpu_threads: int = Field(0, description="transformers engine torch threads; 0: half the cores")
     prompt_style: Literal["chat", "plain"] = Field(
-        "chat", description="chat: R1 instruction as system turn, assistant turn opened with "
-        "<think>; plain: the R1 envelope as raw text"
+        "chat",
+        description="chat: R1 instruction as system turn, assistant turn opened with "
+        "<think>; plain: the R1 envelope as raw text",
     )
     answer_prefill: bool = Field(
         False, description="pre-open the answer block after <think> (cold-start models)"
@@ -113,26 +153,31 @@ class TrainerSettings(BaseModel):
 
 
 class LoopSettings(BaseModel):
-    batch_size: int = Field(64, ge=1, le=4096, description="sequences per task x role group per step")
-    n_rollouts: int = Field(8, ge=1, le=64, description="solver rollouts per proposal for learnability")
+    batch_size: int = Field(
+        64, ge=1, le=4096, description="sequences per task x role group per step"
+    )
+    n_rollouts: int = Field(
+        8, ge=1, le=64, description="solver rollouts per proposal for learnability"
+    )
     k_references: int = Field(6, ge=0, le=32)
     induction_inputs: int = Field(10, ge=2, le=64)
     max_prompt_tokens: int = Field(1536, ge=64)
     max_tokens: int = Field(512, ge=1, le=32768)
     temperature: float = Field(1.0, ge=0.0, le=5.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    trivial_reward: float = Field(-0.5, ge=-1.0, le=0.0, description="reward of a valid proposal with learnability 0")
+    trivial_reward: float = Field(
+        -0.5, ge=-1.0, le=0.0, description="reward of a valid proposal with learnability 0"
+    )
     steps: int = Field(100, ge=1)
     seed: int = 0
     mode: Literal["sync", "async"] = "sync"
     max_staleness: int = Field(1, ge=0)
     buffer_cap: int = Field(16384, ge=16)
     eval_every: int = Field(0, ge=0)
-    task_types: list[str] = Field(
-        default_factory=lambda: ["deduction", "abduction", "induction"]
-    )
+    task_types: list[str] = Field(default_factory=lambda: ["deduction", "abduction", "induction"])
     seed_file: str | None = Field(
-        None, description="seed tasks (JSONL; validated by the executor) instead of the identity seed"
+        None,
+        description="seed tasks (JSONL; validated by the executor) instead of the identity seed",
     )
     weights_timeout_s: float = Field(
         1800.0, description="how long a step waits for the trainer's next version before failing"
@@ -141,26 +186,37 @@ class LoopSettings(BaseModel):
 
 class EvalSettings(BaseModel):
     cruxeval_path: Path | None = Field(
-        default=None, description="CRUXEval JSONL; default: ../shared/data/cruxeval.jsonl from the repo root"
+        default=None,
+        description="CRUXEval JSONL; default: ../shared/data/cruxeval.jsonl from the repo root",
     )
     max_tokens: int = Field(default=512, description="new tokens per evaluation answer")
     temperature: float = Field(default=0.8, description="sampling temperature when --samples > 1")
     top_p: float = 0.95
     bootstrap_resamples: int = 2000
     seed: int = 0
-    monitor_limit: int = Field(default=32, description="CRUXEval problems in the fixed in-loop subset")
+    monitor_limit: int = Field(
+        default=32, description="CRUXEval problems in the fixed in-loop subset"
+    )
     # Reward-hacking flags: a signal above its threshold is listed in the step's `flags`.
-    max_trivial_share: float = Field(default=0.5, description="identity/constant programs among valid proposals")
-    max_duplicate_rate: float = Field(default=0.5, description="repeated (program, input) among valid proposals")
-    max_solved_share: float = Field(default=0.8, description="valid proposals with learnability 0 (solve rate 1)")
-    max_determinism_rejections: float = Field(default=0.3, description="proposals rejected as nondeterministic")
-    min_program_chars: float = Field(default=30.0, description="mean program length below this is flagged")
+    max_trivial_share: float = Field(
+        default=0.5, description="identity/constant programs among valid proposals"
+    )
+    max_duplicate_rate: float = Field(
+        default=0.5, description="repeated (program, input) among valid proposals"
+    )
+    max_solved_share: float = Field(
+        default=0.8, description="valid proposals with learnability 0 (solve rate 1)"
+    )
+    max_determinism_rejections: float = Field(
+        default=0.3, description="proposals rejected as nondeterministic"
+    )
+    min_program_chars: float = Field(
+        default=30.0, description="mean program length below this is flagged"
+    )
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="AZR_", env_nested_delimiter="__", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="AZR_", env_nested_delimiter="__", extra="ignore")
 
     data_dir: Path = Path(".azr")
     redis_url: str | None = Field(None, description="unset: start an embedded Redis")

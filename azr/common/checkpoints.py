@@ -81,8 +81,9 @@ def verify_checkpoint(directory: Path) -> str:
     return str(manifest["checksum"])
 
 
-def save_model_checkpoint(model: Any, tokenizer: Any, root: Path, version: int,
-                          extra: dict[str, Any] | None = None) -> Path:
+def save_model_checkpoint(
+    model: Any, tokenizer: Any, root: Path, version: int, extra: dict[str, Any] | None = None
+) -> Path:
     """Save an HF causal LM atomically as version `version`; returns the final folder.
 
     Tied input/output embeddings are written untied with an explicit ``lm_head.weight``: vLLM's
@@ -126,6 +127,11 @@ def list_versions(root: Path) -> list[int]:
         return []
     out = []
     for p in root.iterdir():
-        if p.is_dir() and p.name.startswith("v") and p.name[1:].isdigit() and (p / MANIFEST).exists():
+        if (
+            p.is_dir()
+            and p.name.startswith("v")
+            and p.name[1:].isdigit()
+            and (p / MANIFEST).exists()
+        ):
             out.append(int(p.name[1:]))
     return sorted(out)

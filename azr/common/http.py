@@ -91,7 +91,8 @@ def bearer_token_dependency(expected: Callable[[], str]) -> Callable[..., None]:
             )
         if not hmac.compare_digest(credentials.credentials, expected()):
             raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED, "invalid bearer token",
+                status.HTTP_401_UNAUTHORIZED,
+                "invalid bearer token",
                 headers={"WWW-Authenticate": "Bearer"},
             )
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import redis
 
+from azr.common.processes import die_with_parent
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -42,16 +44,25 @@ class EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             redis_server_binary(),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.data_dir.resolve()),
-            "--appendonly", "yes",
-            "--appendfsync", "everysec",
-            "--save", "",
-            "--protected-mode", "yes",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data_dir.resolve()),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--protected-mode",
+            "yes",
         ]
         log = open(self.data_dir / "redis.log", "ab")  # noqa: SIM115 - lives as long as the child
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+        )
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -86,5 +97,7 @@ def resolve_redis_url(data_dir: Path, configured: str | None) -> tuple[str, Embe
     """The configured URL, or a freshly started embedded server (returned so the caller owns it)."""
     if configured:
         return configured, None
-    server = EmbeddedRedis(Path(data_dir) / "redis", port=int(os.environ.get("AZR_EMBEDDED_REDIS_PORT", "0")) or None)
+    server = EmbeddedRedis(
+        Path(data_dir) / "redis", port=int(os.environ.get("AZR_EMBEDDED_REDIS_PORT", "0")) or None
+    )
     return server.start(), server

@@ -120,7 +120,7 @@ IDENTITY_INDUCTION_SEED = Task(
     inputs=(
         '"Hello world"',
         "1",
-        'dict(a=1, b=2)',
+        "dict(a=1, b=2)",
         "(1.1, 1.2, 1.3)",
         '"[[1, 0, 0], [0, 0, 0], [0, 0, 0]]"',
         "1001101100010001",

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import redis
 
+from azr.common.processes import die_with_parent
 from azr.settings import get_settings
 
 log = logging.getLogger("azr.executor")
@@ -74,6 +75,7 @@ def start_worker(
         stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=die_with_parent,
     )
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from azr.common.processes import die_with_parent
 from azr.common.redis_server import EmbeddedRedis
 from azr.settings import Settings
 
@@ -69,7 +70,12 @@ class Child:
         argv += ["--host", "127.0.0.1", "--port", str(self.port)]
         # own process group, so stopping a child also stops what it started (workers, vLLM)
         self.proc = subprocess.Popen(
-            argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,  # no orphaned services if the supervisor is killed
         )
         out.close()
         self.started_at = time.monotonic()
