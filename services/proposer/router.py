@@ -1,0 +1,58 @@
+"""POST /v1/propose: build the proposer prompt, sample n proposals, parse them with the core."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, status
+
+from azr.core.parsing import parse_proposal
+from azr.core.prompts import propose_prompt
+from azr.core.tasks import Role, TaskType
+from services.inference.deps import ready_service
+from services.inference.schemas import ProposalOut, ProposeRequest, ProposeResponse
+from services.inference.service import InferenceService, generation_fields
+
+router = APIRouter(tags=["proposer"])
+
+
+@router.post("/v1/propose", response_model=ProposeResponse)
+async def propose(
+    body: ProposeRequest, service: InferenceService = Depends(ready_service)
+) -> ProposeResponse:
+    references = [r.to_task() for r in body.references]
+    for i, ref in enumerate(references):
+        if ref.task_type is not TaskType.INDUCTION and not ref.outputs:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                f"references[{i}]: a reference needs its gold output",
+            )
+    task_text = propose_prompt(body.task_type, references, service.banned, n_inputs=body.n_inputs)
+    rendered = service.render(task_text, body.task_type, Role.PROPOSE, body.sampling)
+    params = service.params(body.sampling, body.n)
+    why = service.too_long(rendered.text, params.max_tokens)
+    if why:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, why)
+    (samples,) = await service.sample("propose", [rendered.text], params)
+    # Induction proposals keep the reference's program; the proposer writes inputs + message.
+    reference = references[0] if body.task_type is TaskType.INDUCTION else None
+    proposals = []
+    for sample in samples:
+        parsed = parse_proposal(
+            body.task_type,
+            rendered.prefill + sample.text,
+            n_inputs=body.n_inputs,
+            reference=reference,
+        )
+        proposals.append(
+            ProposalOut(
+                **generation_fields(sample, rendered.prefill),
+                task_type=body.task_type,
+                program=parsed.program,
+                inputs=list(parsed.inputs),
+                message=parsed.message,
+                imports=list(parsed.imports),
+                format_ok=parsed.format_ok,
+                parsed=parsed.parsed,
+                error=parsed.error,
+            )
+        )
+    return ProposeResponse(task_type=body.task_type, prompt=rendered.text, proposals=proposals)
