@@ -21,7 +21,6 @@ RUN_FLAGS ?= --steps 3 --batch-size 2 --n-rollouts 4 --max-tokens 160 --k-refere
 run: setup
 	AZR_INFERENCE__VLLM_ENFORCE_EAGER=$${AZR_INFERENCE__VLLM_ENFORCE_EAGER:-true} \
 	AZR_INFERENCE__ANSWER_PREFILL=$${AZR_INFERENCE__ANSWER_PREFILL:-true} \
-	AZR_TRAINER__AUTOCAST=$${AZR_TRAINER__AUTOCAST:-bf16} \
 	$(BIN)/azr up --run $(RUN_FLAGS)
 
 lint: setup
