@@ -26,7 +26,7 @@ def version_dir(root: Path, version: int) -> Path:
     return Path(root) / f"v{version:06d}"
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -45,7 +45,7 @@ def write_manifest(directory: Path, version: int, extra: dict[str, Any] | None =
     """Hash every file under `directory` (except the manifest) and write the manifest."""
     directory = Path(directory)
     files = {
-        str(p.relative_to(directory)): _sha256(p)
+        str(p.relative_to(directory)): sha256_file(p)
         for p in sorted(directory.rglob("*"))
         if p.is_file() and p.name != MANIFEST
     }
@@ -74,7 +74,7 @@ def verify_checkpoint(directory: Path) -> str:
         path = directory / name
         if not path.is_file():
             raise ChecksumMismatch(f"{directory}: {name} is missing")
-        if _sha256(path) != digest:
+        if sha256_file(path) != digest:
             raise ChecksumMismatch(f"{directory}: {name} does not match its sha256")
     if _combined(files) != manifest.get("checksum"):
         raise ChecksumMismatch(f"{directory}: manifest checksum is inconsistent")
@@ -108,17 +108,22 @@ def save_model_checkpoint(
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         write_manifest(tmp, version, extra)
-        for p in tmp.rglob("*"):
-            if p.is_file():
-                with open(p, "rb") as f:
-                    os.fsync(f.fileno())
-        if final.exists():  # a leftover of an identical version id: replace it whole
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        publish_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def publish_dir(tmp: Path, final: Path) -> None:
+    """Flush every file of a finished temporary folder, then rename it into place whole."""
+    for p in Path(tmp).rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+    if final.exists():  # a leftover of an identical version id: replace it whole
+        shutil.rmtree(final)
+    os.replace(tmp, final)
 
 
 def list_versions(root: Path) -> list[int]:

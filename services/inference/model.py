@@ -9,7 +9,6 @@ dict saves normally.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from azr.common.checkpoints import (
     ChecksumMismatch,
     save_model_checkpoint,
+    sha256_file,
     verify_checkpoint,
     version_dir,
     write_manifest,
@@ -52,17 +52,9 @@ def gguf_path() -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _checked_gguf() -> Path:
     path = gguf_path()
-    digest = _sha256(path)
+    digest = sha256_file(path)
     if digest != GGUF_SHA256:
         raise ChecksumMismatch(f"{path}: sha256 {digest} is not the pinned {GGUF_SHA256}")
     return path

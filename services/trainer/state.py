@@ -22,6 +22,7 @@ import torch
 from azr.common.checkpoints import (
     ChecksumMismatch,
     list_versions,
+    publish_dir,
     verify_checkpoint,
     version_dir,
     write_manifest,
@@ -72,12 +73,7 @@ def save_trainer_state(
         torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
         (tmp / STATE_FILE).write_text(json.dumps(state.to_json(), indent=1, sort_keys=True))
         write_manifest(tmp, version, {"kind": "trainer-state"})
-        for p in tmp.iterdir():
-            with open(p, "rb") as f:
-                os.fsync(f.fileno())
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        publish_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
