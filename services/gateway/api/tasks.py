@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import Counter
 
@@ -72,24 +72,18 @@ def task_filter(
     )
 
 
+# One definition of the filter query parameters, shared by listing and export.
+FilterDep = Annotated[TaskFilter, Depends(task_filter)]
+
+
 @router.get("", responses=ERRORS)
 def list_tasks(
     store: StoreDep,
-    run_id: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
-    task_type: TaskType | None = None,
-    status_: Annotated[TaskStatus | None, Query(alias="status")] = None,
-    source: TaskSource | None = None,
-    step_min: Annotated[int | None, Query(ge=0, le=MAX_INT)] = None,
-    step_max: Annotated[int | None, Query(ge=0, le=MAX_INT)] = None,
-    q: Annotated[
-        str | None,
-        Query(max_length=200, pattern=r"^[^\x00]*$", description="text in program or message"),
-    ] = None,
+    flt: FilterDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
 ) -> TaskList:
     """Tasks, newest first, filtered by run, type, status, source, step range and text."""
-    flt = task_filter(run_id, task_type, status_, source, step_min, step_max, q)
     rows, total = store.list_tasks(flt, limit=limit, offset=offset)
     return TaskList(items=[task_out(r) for r in rows], total=total, limit=limit, offset=offset)
 
@@ -99,18 +93,8 @@ def list_tasks(
     responses={200: {"content": {"application/x-ndjson": {}}}, **ERRORS},
     response_class=StreamingResponse,
 )
-def export_tasks(
-    store: StoreDep,
-    run_id: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
-    task_type: TaskType | None = None,
-    status_: Annotated[TaskStatus | None, Query(alias="status")] = None,
-    source: TaskSource | None = None,
-    step_min: Annotated[int | None, Query(ge=0, le=MAX_INT)] = None,
-    step_max: Annotated[int | None, Query(ge=0, le=MAX_INT)] = None,
-    q: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$")] = None,
-) -> StreamingResponse:
+def export_tasks(store: StoreDep, flt: FilterDep) -> StreamingResponse:
     """Matching tasks as JSON Lines (one task per line, oldest first), streamed."""
-    flt = task_filter(run_id, task_type, status_, source, step_min, step_max, q)
 
     def lines() -> Iterator[str]:
         for rec in store.iter_tasks(flt):

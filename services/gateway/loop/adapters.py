@@ -19,6 +19,7 @@ from services.gateway.db.models import TaskRecord
 from services.gateway.store import TaskStore
 
 from .ports import AnswerGen, NewTask, ProposalGen, Sampling, StoredTask, Validation
+from .records import task_to_json
 
 log = logging.getLogger("azr.loop")
 
@@ -217,17 +218,6 @@ def _verify_item(task: Task, answer: Answer) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- inference
-def _task_json(task: Task) -> dict[str, Any]:
-    return {
-        "task_type": task.task_type.value,
-        "program": task.program,
-        "inputs": list(task.inputs),
-        "outputs": list(task.outputs),
-        "message": task.message,
-        "imports": list(task.imports),
-    }
-
-
 def _sampling_json(s: Sampling) -> dict[str, Any]:
     out: dict[str, Any] = {
         "temperature": s.temperature,
@@ -279,7 +269,7 @@ class HttpInference:
         def one(refs: list[Task]) -> ProposalGen:
             body = {
                 "task_type": task_type.value,
-                "references": [_task_json(t) for t in refs],
+                "references": [task_to_json(t) for t in refs],
                 "n": 1,
                 "n_inputs": self.induction_inputs,
                 "sampling": _sampling_json(sampling),
@@ -306,7 +296,7 @@ class HttpInference:
     def solve(self, tasks: list[Task], n: int, sampling: Sampling) -> list[list[AnswerGen]]:
         def chunk(part: list[Task]) -> list[list[AnswerGen]]:
             body = {
-                "tasks": [_task_json(t) for t in part],
+                "tasks": [task_to_json(t) for t in part],
                 "n": n,
                 "sampling": _sampling_json(sampling),
             }
