@@ -168,10 +168,7 @@ class TaskStore:
         query = select(Run)
         if status is not None:
             query = query.where(Run.status == status)
-        with self._sessions() as s:
-            total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
-            rows = s.scalars(query.order_by(Run.id.desc()).limit(limit).offset(offset)).all()
-            return list(rows), total
+        return self._page(query, Run.id.desc(), limit, offset)
 
     def set_run_status(self, run_id: int, status: str, error: str | None = None) -> None:
         if status not in RUN_STATUSES:
@@ -537,9 +534,11 @@ class TaskStore:
         query = select(WeightVersion)
         if run_id is not None:
             query = query.where(WeightVersion.run_id == run_id)
+        return self._page(query, WeightVersion.version.desc(), limit, offset)
+
+    def _page(self, query: Any, order: Any, limit: int, offset: int) -> tuple[list[Any], int]:
+        """One page of `query` in `order`, with the total count of matching rows."""
         with self._sessions() as s:
             total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
-            rows = s.scalars(
-                query.order_by(WeightVersion.version.desc()).limit(limit).offset(offset)
-            ).all()
+            rows = s.scalars(query.order_by(order).limit(limit).offset(offset)).all()
             return list(rows), total
