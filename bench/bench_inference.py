@@ -186,12 +186,12 @@ async def main_async(args: argparse.Namespace) -> str:
         from services.inference.vllm_engine import VLLMEngine
 
         vllm = VLLMEngine(
-            model_dir, dtype="bfloat16", enforce_eager=args.eager, log_path=tmp / "vllm.log"
+            model_dir, dtype=args.dtype, enforce_eager=args.eager, log_path=tmp / "vllm.log"
         )
         t0 = time.perf_counter()
         await vllm.start()
         print(f"  vLLM start-up {time.perf_counter() - t0:.0f} s", flush=True)
-        label = f"vLLM engine (bf16, {'eager' if args.eager else 'compiled'})"
+        label = f"vLLM engine ({vllm.dtype}, {'eager' if args.eager else 'compiled'})"
         engines["vLLM engine"] = vllm
     runners[BASE] = (Baseline(model_dir), True)
     if "transformers" in args.engines:
@@ -273,6 +273,12 @@ def main() -> None:
     parser.add_argument("--swaps", type=int, default=4)
     parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) // 2))
     parser.add_argument("--eager", action="store_true", help="vLLM without torch.compile")
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16"],
+        help="vLLM dtype; auto: bf16 only where the CPU has native bf16 (or on CUDA)",
+    )
     parser.add_argument(
         "--write-docs",
         action="store_true",

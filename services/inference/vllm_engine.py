@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from azr.common.hardware import auto_dtype
 from services.inference.engine import (
     Engine,
     EngineUnavailable,
@@ -137,7 +138,7 @@ class VLLMEngine(Engine):
         self._external = url is not None
         self.port = port or free_port()
         self.base_url = (url or f"http://{LOCALHOST}:{self.port}").rstrip("/")
-        self.dtype = "bfloat16" if dtype == "auto" else dtype
+        self.dtype = resolve_dtype(dtype)
         self.max_model_len = max_model_len
         self.enforce_eager = enforce_eager
         self.kv_cache_gib = kv_cache_gib
@@ -368,6 +369,15 @@ class VLLMEngine(Engine):
             "/v1/load_lora_adapter",
             json={"lora_name": name, "lora_path": str(path), "load_inplace": True},
         )
+
+
+def resolve_dtype(dtype: str) -> str:
+    """ "auto": bf16 where it is native (CUDA, or a CPU with AVX-512-BF16/AMX), else fp32."""
+    if dtype != "auto":
+        return dtype
+    import torch
+
+    return auto_dtype(on_cuda=torch.cuda.is_available())
 
 
 class VLLMRequestError(RuntimeError):
