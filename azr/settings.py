@@ -114,6 +114,11 @@ class InferenceSettings(BaseModel):
     answer_prefill: bool = Field(
         False, description="pre-open the answer block after <think> (cold-start models)"
     )
+    close_answers: bool = Field(
+        True,
+        description="end a generation once its answer holds every block the role needs and "
+        "write </answer> for it (tokens after that point are dropped)",
+    )
     stop: list[str] = Field(default_factory=lambda: ["</answer>"])
 
 
@@ -174,6 +179,12 @@ class LoopSettings(BaseModel):
     max_staleness: int = Field(1, ge=0)
     buffer_cap: int = Field(16384, ge=16)
     eval_every: int = Field(0, ge=0)
+    log_samples: int = Field(
+        2,
+        ge=0,
+        le=64,
+        description="raw responses per task x role group kept in each step's journal entry",
+    )
     task_types: list[str] = Field(default_factory=lambda: ["deduction", "abduction", "induction"])
     seed_file: str | None = Field(
         None,

@@ -14,11 +14,12 @@ import re
 import textwrap
 import tokenize
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from io import StringIO
 
 from azr.core.prompts import R1_INSTRUCTION
-from azr.core.tasks import Answer, Proposal, Task, TaskType
+from azr.core.tasks import Answer, Proposal, Role, Task, TaskType
 
 ASSISTANT_MARKER = "Assistant:"
 
@@ -103,6 +104,51 @@ def answer_region(response: str) -> tuple[str, bool]:
     return (response[think_end + len("</think>") :] if think_end != -1 else response), False
 
 
+# ---------------------------------------------------------------- answers the system closes
+
+
+def required_blocks(task_type: TaskType, role: Role, n_inputs: int = 10) -> dict[str, int]:
+    """The fenced blocks (by kind, with counts) that make a role's answer complete."""
+    task_type, role = TaskType(task_type), Role(role)
+    if role is Role.PROPOSE:
+        if task_type is TaskType.INDUCTION:
+            return {"input": n_inputs, "message": 1}
+        return {"python": 1, "input": 1}
+    return {TaskType.DEDUCTION: {"output": 1}, TaskType.ABDUCTION: {"input": 1}}.get(
+        task_type, {"python": 1}
+    )
+
+
+def answer_complete_at(
+    task_type: TaskType, role: Role, response: str, *, n_inputs: int = 10
+) -> int | None:
+    """Where an opened but unclosed answer first holds every block its role needs: the index just
+    past the closing fence that completes it.
+
+    None when the response never opened ``<answer>``, already closed it, or still lacks a block.
+    Used to end a generation once the answer is complete (`close_answer`): a cold-start model
+    writes the blocks and then rambles to the length limit instead of writing ``</answer>``.
+    """
+    start = response.rfind("<answer>")
+    if start == -1 or "</answer>" in response[start:]:
+        return None
+    need = required_blocks(task_type, role, n_inputs)
+    seen: Counter[str] = Counter()
+    for label, body, end in iter_fenced_spans(response, start + len("<answer>")):
+        if end is None:
+            return None
+        if body.strip():
+            seen["python" if label in CODE_LABELS else label] += 1
+        if all(seen[kind] >= count for kind, count in need.items()):
+            return end
+    return None
+
+
+def close_answer(response: str, at: int) -> str:
+    """The response cut just after its last needed block, with ``</answer>`` written for it."""
+    return response[:at] + "\n</answer>"
+
+
 # ---------------------------------------------------------------- fenced blocks
 
 
@@ -111,7 +157,14 @@ def iter_fenced(text: str) -> Iterator[tuple[str, str]]:
 
     An unclosed final fence yields the rest of the text as its body.
     """
-    pos = 0
+    for label, body, _end in iter_fenced_spans(text):
+        yield label, body
+
+
+def iter_fenced_spans(text: str, start: int = 0) -> Iterator[tuple[str, str, int | None]]:
+    """Like `iter_fenced` from index ``start``, with the index just past each closing fence
+    (None for an unclosed final fence)."""
+    pos = start
     while True:
         opening = _FENCE_OPEN_RE.search(text, pos)
         if opening is None:
@@ -119,7 +172,7 @@ def iter_fenced(text: str) -> Iterator[tuple[str, str]]:
         label = (opening.group(1) or "").lower()
         close = text.find("```", opening.end())
         body = text[opening.end() :] if close == -1 else text[opening.end() : close]
-        yield label, _clean_body(body)
+        yield label, _clean_body(body), None if close == -1 else close + 3
         if close == -1:
             return
         pos = close + 3

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from azr.common.checkpoints import list_versions, version_dir
-from services.inference.prompting import PromptStyle, RenderedPrompt
+from azr.core.tasks import Role
+from services.inference.prompting import PromptStyle, RenderedPrompt, stop_strings
 
 from .datasets import Problem
 from .prompting import build_prompt
@@ -102,7 +103,13 @@ class EngineSession:
     @classmethod
     def from_settings(cls, engine: Engine, settings: Settings) -> EngineSession:
         inf = settings.inference
-        return cls(engine, style=inf.prompt_style, prefill=inf.answer_prefill, stop=tuple(inf.stop))
+        stop = stop_strings(
+            list(inf.stop),
+            Role.SOLVE,
+            prefill=inf.answer_prefill,
+            close_answers=inf.close_answers,
+        )
+        return cls(engine, style=inf.prompt_style, prefill=inf.answer_prefill, stop=tuple(stop))
 
     def __enter__(self) -> EngineSession:
         self._runner.run(self.engine.start())

@@ -47,6 +47,7 @@ class EvalConfig:
     seed: int = 0
     batch_size: int = 16
     resamples: int = 2000
+    close_answers: bool = True  # as the solver service: a complete answer is closed for the model
 
     @property
     def greedy(self) -> bool:
@@ -77,7 +78,10 @@ def evaluate_problems(
         if len(outputs) != len(chunk):
             raise RuntimeError(f"engine returned {len(outputs)} results for {len(chunk)} prompts")
         answers = [
-            [parse(p, text, prefill=r.prefill) for text in texts]
+            [
+                parse(p, text, prefill=r.prefill, close_answers=config.close_answers)
+                for text in texts
+            ]
             for p, r, texts in zip(chunk, rendered, outputs, strict=True)
         ]
         requests = [

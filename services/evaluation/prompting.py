@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from azr.core.parsing import parse_answer
+from azr.core.parsing import answer_complete_at, close_answer, parse_answer
 from azr.core.prompts import solve_prompt
 from azr.core.tasks import Answer, Role, Task, TaskType
 from services.inference.prompting import PromptStyle, RenderedPrompt, render
@@ -79,6 +79,11 @@ def build_prompt(
     )
 
 
-def parse(problem: Problem, completion: str, *, prefill: str = "") -> Answer:
-    """Parse the model's generation; a prefill is part of what the model wrote."""
-    return parse_answer(problem.task_type, prefill + completion)
+def parse(
+    problem: Problem, completion: str, *, prefill: str = "", close_answers: bool = False
+) -> Answer:
+    """Parse the model's generation; a prefill is part of what the model wrote. With
+    `close_answers` an unclosed but complete answer is cut and closed as the solver service does."""
+    response = prefill + completion
+    at = answer_complete_at(problem.task_type, Role.SOLVE, response) if close_answers else None
+    return parse_answer(problem.task_type, response if at is None else close_answer(response, at))

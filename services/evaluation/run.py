@@ -57,6 +57,7 @@ def run_eval(
         seed=ev.seed,
         batch_size=req.batch_size,
         resamples=ev.bootstrap_resamples,
+        close_answers=settings.inference.close_answers,
     )
     summaries: list[dict[str, Any]] = []
     engine = make_engine(engine_name, model.path, settings)
@@ -94,6 +95,7 @@ def run_eval(
                     "model_path": model.path.name,
                     "model_version": model.version,
                     **session.info(),
+                    "close_answers": config.close_answers,
                 },
             )
             jsonl, summary_path = save_run(out_dir, results, summary)

@@ -49,6 +49,7 @@ def make_service(settings: Settings, engine: Engine) -> InferenceService:
         max_model_len=cfg.max_model_len,
         prompt_style=cfg.prompt_style,
         answer_prefill=cfg.answer_prefill,
+        close_answers=cfg.close_answers,
         stop=list(cfg.stop),
         banned=list(settings.executor.banned_modules),
     )

@@ -48,3 +48,14 @@ def render(
         )
         return RenderedPrompt(text=f"{head}<think>{prefill}", prefill=prefill)
     return RenderedPrompt(text=wrap_r1(task_text, prefill=prefill), prefill=prefill)
+
+
+def stop_strings(
+    base: list[str], role: Role | None, *, prefill: bool, close_answers: bool
+) -> list[str]:
+    """The stop strings of a request. With the answer prefilled the solver's one block is already
+    open, so the first fence the model writes completes the answer: with `close_answers` the
+    generation stops there instead of running on to the length limit."""
+    if role is Role.SOLVE and prefill and close_answers and "```" not in base:
+        return [*base, "```"]
+    return list(base)

@@ -18,7 +18,12 @@ from services.inference.schemas import (
     WeightsInfoOut,
     WeightsLoadRequest,
 )
-from services.inference.service import InferenceService, generation_fields, weight_error
+from services.inference.service import (
+    Finished,
+    InferenceService,
+    generation_fields,
+    weight_error,
+)
 
 
 def weights_info(service: InferenceService) -> WeightsInfoOut:
@@ -82,7 +87,7 @@ def build_router(auth: Callable[..., None]) -> APIRouter:
         out = await service.sample("generate", prompts, params)
         return GenerateResponse(
             outputs=[
-                [GenerationOut(**generation_fields(s, "")) for s in per_prompt]
+                [GenerationOut(**generation_fields(Finished(s, s.text))) for s in per_prompt]
                 for per_prompt in out
             ]
         )

@@ -30,6 +30,11 @@ class Sampling(Strict):
     answer_prefill: bool | None = Field(
         None, description="pre-open the answer block after <think>; default from settings"
     )
+    close_answers: bool | None = Field(
+        None,
+        description="end each answer once its blocks are complete and close it with </answer>; "
+        "default from settings",
+    )
 
 
 class TaskIn(Strict):
@@ -104,8 +109,13 @@ class GenerationOut(BaseModel):
     prompt_token_ids: list[int]
     completion_token_ids: list[int]
     logprobs: list[float] = Field(..., description="sampling log-prob of each completion token")
-    finish_reason: str
+    finish_reason: str = Field(
+        ..., description="stop, length, or answer_complete (cut after the answer's last block)"
+    )
     version: int = Field(..., description="weight version that produced every token")
+    answer_closed: bool = Field(
+        False, description="the service, not the model, wrote </answer> after the last block"
+    )
 
 
 class ProposalOut(GenerationOut):

@@ -6,10 +6,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from fastapi import HTTPException, status
 
+from azr.core.parsing import answer_complete_at, close_answer
 from azr.core.tasks import Role, TaskType
 from services.inference import metrics
 from services.inference.engine import (
@@ -20,7 +22,7 @@ from services.inference.engine import (
     SamplingParams,
     WeightLoadError,
 )
-from services.inference.prompting import PromptStyle, RenderedPrompt, render
+from services.inference.prompting import PromptStyle, RenderedPrompt, render, stop_strings
 from services.inference.schemas import GenerationOut, Sampling
 
 
@@ -30,6 +32,7 @@ class InferenceService:
     max_model_len: int = 2048
     prompt_style: PromptStyle = "chat"
     answer_prefill: bool = False
+    close_answers: bool = True
     stop: list[str] = field(default_factory=lambda: ["</answer>"])
     banned: list[str] = field(default_factory=list)
 
@@ -48,16 +51,49 @@ class InferenceService:
             prefill_answer=prefill,
         )
 
-    def params(self, sampling: Sampling, n: int) -> SamplingParams:
+    def finish(
+        self,
+        sample: Sample,
+        prefill: str,
+        task_type: TaskType,
+        role: Role,
+        sampling: Sampling,
+        n_inputs: int = 10,
+    ) -> Finished:
+        """The response the parser sees; with `close_answers`, a sample whose answer is complete
+        but unclosed is cut after its last needed block (token ids and logprobs too, so the
+        trainer learns only from tokens that are part of the answer) and closed for it."""
+        response = prefill + sample.text
+        close = self.close_answers if sampling.close_answers is None else sampling.close_answers
+        at = answer_complete_at(task_type, role, response, n_inputs=n_inputs) if close else None
+        if at is None:
+            return Finished(sample, response)
+        cut = cut_sample(self.engine.tokenizer, sample, at - len(prefill))
+        response = prefill + cut.text
+        at = answer_complete_at(task_type, role, response, n_inputs=n_inputs)
+        if at is None:  # cannot happen for a consistent tokenizer; keep the sample as it was
+            return Finished(sample, prefill + sample.text)
+        return Finished(cut, close_answer(response, at), answer_closed=True)
+
+    def params(self, sampling: Sampling, n: int, role: Role | None = None) -> SamplingParams:
         return SamplingParams(
             n=n,
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             top_k=sampling.top_k,
             max_tokens=sampling.max_tokens,
-            stop=tuple(self.stop if sampling.stop is None else sampling.stop),
+            stop=tuple(self.stop_strings(sampling, role)),
             seed=sampling.seed,
         )
+
+    def stop_strings(self, sampling: Sampling, role: Role | None) -> list[str]:
+        if sampling.stop is not None:
+            return list(sampling.stop)
+        prefill = (
+            self.answer_prefill if sampling.answer_prefill is None else sampling.answer_prefill
+        )
+        close = self.close_answers if sampling.close_answers is None else sampling.close_answers
+        return stop_strings(self.stop, role, prefill=prefill, close_answers=close)
 
     def too_long(self, prompt: Prompt, max_tokens: int) -> str | None:
         """Why a prompt cannot be served (None when it can)."""
@@ -117,15 +153,50 @@ def observe(route: str) -> Iterator[Callable[[list[list[Sample]]], None]]:
         metrics.LATENCY.labels(route).observe(time.perf_counter() - started)
 
 
-def generation_fields(sample: Sample, prefill: str) -> dict[str, object]:
+@dataclass(frozen=True)
+class Finished:
+    sample: Sample
+    response: str  # what the parser sees
+    answer_closed: bool = False
+
+
+def cut_sample(tokenizer: Any, sample: Sample, n_chars: int) -> Sample:
+    """`sample` shortened to the fewest tokens whose text covers its first `n_chars` characters.
+
+    Decoded length grows with the token count, so a binary search needs about log2(n) decodes.
+    """
+    ids = sample.completion_token_ids
+
+    def text_of(k: int) -> str:
+        return str(tokenizer.decode(ids[:k], skip_special_tokens=True))
+
+    lo, hi = 0, len(ids)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if len(text_of(mid)) >= n_chars:
+            hi = mid
+        else:
+            lo = mid + 1
+    return replace(
+        sample,
+        text=text_of(lo),
+        completion_token_ids=ids[:lo],
+        logprobs=sample.logprobs[:lo],
+        finish_reason="answer_complete",
+    )
+
+
+def generation_fields(finished: Finished) -> dict[str, object]:
+    sample = finished.sample
     return GenerationOut(
         text=sample.text,
-        response=prefill + sample.text,
+        response=finished.response,
         prompt_token_ids=sample.prompt_token_ids,
         completion_token_ids=sample.completion_token_ids,
         logprobs=sample.logprobs,
         finish_reason=sample.finish_reason,
         version=sample.version,
+        answer_closed=finished.answer_closed,
     ).model_dump()
 
 

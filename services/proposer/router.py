@@ -36,15 +36,15 @@ async def propose(
     reference = references[0] if body.task_type is TaskType.INDUCTION else None
     proposals = []
     for sample in samples:
+        finished = service.finish(
+            sample, rendered.prefill, body.task_type, Role.PROPOSE, body.sampling, body.n_inputs
+        )
         parsed = parse_proposal(
-            body.task_type,
-            rendered.prefill + sample.text,
-            n_inputs=body.n_inputs,
-            reference=reference,
+            body.task_type, finished.response, n_inputs=body.n_inputs, reference=reference
         )
         proposals.append(
             ProposalOut(
-                **generation_fields(sample, rendered.prefill),
+                **generation_fields(finished),
                 task_type=body.task_type,
                 program=parsed.program,
                 inputs=list(parsed.inputs),

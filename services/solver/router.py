@@ -20,7 +20,7 @@ router = APIRouter(tags=["solver"])
 async def solve(
     body: SolveRequest, service: InferenceService = Depends(ready_service)
 ) -> SolveResponse:
-    params = service.params(body.sampling, body.n)
+    params = service.params(body.sampling, body.n, Role.SOLVE)
     rendered: list[RenderedPrompt] = []
     errors: list[str | None] = []
     for task_in in body.tasks:
@@ -38,10 +38,13 @@ async def solve(
     for i, task_in in enumerate(body.tasks):
         answers = []
         for sample in sampled.get(i, []):
-            parsed = parse_answer(task_in.task_type, rendered[i].prefill + sample.text)
+            finished = service.finish(
+                sample, rendered[i].prefill, task_in.task_type, Role.SOLVE, body.sampling
+            )
+            parsed = parse_answer(task_in.task_type, finished.response)
             answers.append(
                 AnswerOut(
-                    **generation_fields(sample, rendered[i].prefill),
+                    **generation_fields(finished),
                     task_type=task_in.task_type,
                     value=parsed.value,
                     format_ok=parsed.format_ok,

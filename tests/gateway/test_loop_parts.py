@@ -134,6 +134,22 @@ def test_group_metrics_count_by_hand() -> None:
     assert empty["n"] == 0 and empty["solve_rate"] == 0.0
 
 
+def test_raw_samples_keep_the_first_responses_of_each_group_with_their_scores() -> None:
+    out = _outcome()
+    out.proposals[TaskType.DEDUCTION][0].gen.answer_closed = True
+    rows = loop_metrics.raw_samples(out, per_group=2)
+    by_group = [r["group"] for r in rows]
+    assert by_group == ["deduction/propose"] * 2 + ["deduction/solve"] * 2
+    first, second = rows[0], rows[1]
+    assert first["text"] == out.proposals[TaskType.DEDUCTION][0].gen.text
+    assert first["answer_closed"] and first["reward"] == pytest.approx(0.75)
+    assert second["error"] == "no code" and second["reward"] == -1.0
+    assert [r["reward"] for r in rows[2:]] == [1.0, -0.5]
+    assert loop_metrics.raw_samples(out, per_group=0) == []
+    prop = loop_metrics.step_metrics(out)["groups"]["deduction/propose"]
+    assert prop["answer_closed_rate"] == pytest.approx(1 / 4)
+
+
 def test_journal_survives_reopening(tmp_path: Path) -> None:
     j = StepJournal(tmp_path, 5)
     assert j.last_done() == -1 and j.pending(1) is None

@@ -236,6 +236,7 @@ def _gen_fields(d: dict[str, Any], default_version: int) -> dict[str, Any]:
         "completion_token_ids": list(d.get("completion_token_ids") or d.get("token_ids") or []),
         "logprobs": [float(x) for x in (d.get("logprobs") or d.get("sampling_logprobs") or [])],
         "weight_version": int(d.get("weight_version", d.get("version", default_version))),
+        "answer_closed": bool(d.get("answer_closed", False)),
     }
 
 

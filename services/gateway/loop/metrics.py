@@ -54,6 +54,7 @@ def group_metrics(outcome: StepOutcome) -> dict[str, dict[str, float]]:
             "parse_error_rate": _rate(
                 sum(1 for p in props if p.gen.proposal.error is not None), len(props)
             ),
+            "answer_closed_rate": _rate(sum(1 for p in props if p.gen.answer_closed), len(props)),
             "tokens": sum(len(p.gen.completion_token_ids) for p in props),
             "rollout_tokens": sum(p.rollout_tokens for p in props),
             "staleness": float(outcome.staleness),
@@ -83,10 +84,45 @@ def group_metrics(outcome: StepOutcome) -> dict[str, dict[str, float]]:
             "format_error_rate": _rate(
                 sum(1 for a in answers if not a.gen.answer.format_ok), len(answers)
             ),
+            "answer_closed_rate": _rate(
+                sum(1 for a in answers if a.gen.answer_closed), len(answers)
+            ),
             "tokens": sum(len(a.gen.completion_token_ids) for a in answers),
             "staleness": float(outcome.staleness),
         }
     return out
+
+
+def raw_samples(outcome: StepOutcome, per_group: int) -> list[dict[str, Any]]:
+    """The first `per_group` responses of each group as the model wrote them, with how they
+    scored: the only place a run keeps raw text, for reading what the policy actually does."""
+    rows: list[dict[str, Any]] = []
+    for task_type, props in outcome.proposals.items():
+        for sp in props[:per_group]:
+            rows.append(
+                {
+                    "group": group_key(task_type, Role.PROPOSE),
+                    "text": sp.gen.text,
+                    "answer_closed": sp.gen.answer_closed,
+                    "format_ok": sp.gen.proposal.format_ok,
+                    "error": sp.gen.proposal.error
+                    or (sp.validation.reason if sp.validation and not sp.valid else None),
+                    "reward": sp.reward,
+                }
+            )
+    for task_type, answers in outcome.answers.items():
+        for sa in answers[:per_group]:
+            rows.append(
+                {
+                    "group": group_key(task_type, Role.SOLVE),
+                    "text": sa.gen.text,
+                    "answer_closed": sa.gen.answer_closed,
+                    "format_ok": sa.gen.answer.format_ok,
+                    "error": sa.gen.answer.error,
+                    "reward": sa.reward,
+                }
+            )
+    return rows
 
 
 def hacking_signals(outcome: StepOutcome) -> dict[str, Any]:

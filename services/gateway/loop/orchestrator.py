@@ -365,6 +365,7 @@ class Orchestrator:
             "new_tasks": [_new_task_json(n) for n in new],
             "batch": reward_batch(out),
             "metrics": self._metrics(out),
+            "samples": loop_metrics.raw_samples(out, self.cfg.log_samples),
         }
 
     def _metrics(self, out: StepOutcome) -> dict[str, Any]:

@@ -27,6 +27,7 @@ class Generation:
     completion_token_ids: list[int]
     logprobs: list[float]
     weight_version: int
+    answer_closed: bool = False  # the inference service wrote </answer> after the last block
 
 
 @dataclass
