@@ -130,6 +130,11 @@ class VersionGate:
                 self._cond.notify_all()
 
 
+def is_lora_adapter(directory: Path) -> bool:
+    """A PEFT LoRA adapter folder (adapter_config.json) rather than a whole model."""
+    return (Path(directory) / "adapter_config.json").is_file()
+
+
 def verify_for_load(directory: Path, expected_config: dict[str, Any] | None) -> str:
     """Check a checkpoint before any byte of it reaches the engine; returns its checksum."""
     directory = Path(directory)
@@ -139,6 +144,8 @@ def verify_for_load(directory: Path, expected_config: dict[str, Any] | None) -> 
         checksum = verify_checkpoint(directory)
     except (ChecksumMismatch, ValueError, KeyError) as exc:
         raise WeightLoadError(f"checkpoint {directory} failed verification: {exc}") from exc
+    if is_lora_adapter(directory):
+        return checksum  # its shapes are checked by the engine that applies it
     config_path = directory / "config.json"
     if not config_path.is_file():
         raise WeightLoadError(f"checkpoint {directory} has no config.json")
@@ -173,6 +180,7 @@ class Engine(ABC):
     """generate / load_weights / version / checksum, shared by both engines."""
 
     name: str = "engine"
+    serves_lora: bool = False  # whether load_weights accepts a LoRA adapter folder
 
     def __init__(self, model_dir: Path, initial_version: int = 0) -> None:
         self.model_dir = Path(model_dir)
@@ -216,6 +224,11 @@ class Engine(ABC):
     async def load_weights(self, version: int, directory: Path) -> WeightsInfo:
         """Verify `directory` against its manifest, then swap it in between generations."""
         directory = Path(directory).resolve()
+        if is_lora_adapter(directory) and not self.serves_lora:
+            raise WeightLoadError(
+                f"{directory} is a LoRA adapter; this {self.name} engine loads whole checkpoints "
+                "only (the vLLM engine started with enable_lora serves adapters)"
+            )
         checksum = await asyncio.to_thread(verify_for_load, directory, self._config)
         async with self._gate.write():
             started = time.perf_counter()

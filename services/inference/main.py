@@ -39,6 +39,9 @@ def make_engine(settings: Settings, model_dir: Path | None = None) -> Engine:
         kv_cache_gib=cfg.vllm_kv_cache_gib,
         startup_timeout_s=cfg.vllm_startup_timeout_s,
         log_path=settings.data_dir / "logs" / f"vllm-{cfg.vllm_port}.log",
+        # A trainer that trains LoRA publishes adapters: serve them on the unchanged base.
+        enable_lora=settings.trainer.lora,
+        max_lora_rank=settings.trainer.lora_rank,
     )
 
 

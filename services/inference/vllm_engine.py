@@ -33,6 +33,7 @@ from services.inference.engine import (
     Sample,
     SamplingParams,
     WeightLoadError,
+    is_lora_adapter,
 )
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ def server_command(
     max_model_len: int,
     enforce_eager: bool,
     enable_lora: bool = False,
+    max_lora_rank: int = 16,
 ) -> list[str]:
     cmd = [
         sys.executable,
@@ -92,7 +94,7 @@ def server_command(
     if enforce_eager:
         cmd.append("--enforce-eager")
     if enable_lora:
-        cmd += ["--enable-lora", "--max-lora-rank", "16", "--max-loras", "2"]
+        cmd += ["--enable-lora", "--max-lora-rank", str(max_lora_rank), "--max-loras", "2"]
     return cmd
 
 
@@ -131,6 +133,7 @@ class VLLMEngine(Engine):
         log_path: Path | None = None,
         served_name: str = "policy",
         enable_lora: bool = False,
+        max_lora_rank: int = 16,
         pass_seed: bool | None = None,
         initial_version: int = 0,
     ) -> None:
@@ -147,6 +150,11 @@ class VLLMEngine(Engine):
         self.log_path = log_path
         self.served_name = served_name
         self.enable_lora = enable_lora
+        self.serves_lora = enable_lora
+        self.max_lora_rank = max_lora_rank
+        # Requests name the adapter of the current version, or the base model when there is none.
+        self._request_model = served_name
+        self._base_weights = Path(model_dir)  # the last whole checkpoint loaded (adapters aside)
         # vLLM 0.32's CPU runner crashes its engine core on a seeded request whose prefill gets
         # chunked ("CPU Generator does not use offset"), so seeds are only sent on CUDA.
         self.pass_seed = pass_seed
@@ -173,6 +181,7 @@ class VLLMEngine(Engine):
             # Reuse the served model name of a server we did not start.
             models = (await self._client.get("/v1/models")).json()
             self.served_name = models["data"][0]["id"]
+            self._request_model = self.served_name
         self._ready = True
 
     def _new_client(self) -> httpx.AsyncClient:
@@ -192,6 +201,7 @@ class VLLMEngine(Engine):
             max_model_len=self.max_model_len,
             enforce_eager=self.enforce_eager,
             enable_lora=self.enable_lora,
+            max_lora_rank=self.max_lora_rank,
         )
         out: Any = subprocess.DEVNULL
         if self.log_path is not None:
@@ -264,18 +274,33 @@ class VLLMEngine(Engine):
             raise WeightLoadError(
                 f"vLLM {path} answered {response.status_code}: {response.text[:500]}"
             )
-        return response.json() if response.content else None
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:  # some routes (load_lora_adapter) answer in plain text
+            return response.text
 
     async def _swap(self, directory: Path) -> None:
-        previous = Path(self._info.path or self.model_dir)
         await self._admin("/pause", params={"mode": "wait"})
         try:
+            if is_lora_adapter(directory):
+                # The base weights stay; the adapter is (re)loaded in place under one name. A
+                # failed load leaves the previous adapter (or the base model) serving.
+                try:
+                    await self.load_lora(self.lora_name, directory)
+                finally:
+                    await self._admin("/reset_prefix_cache")
+                self._request_model = self.lora_name
+                return
             try:
                 await self._reload(directory)
+                self._base_weights = directory
+                self._request_model = self.served_name
             except WeightLoadError:
                 # A reload can fail half-way; put the old weights back before serving again.
-                log.exception("reload of %s failed; restoring %s", directory, previous)
-                await self._reload(previous)
+                log.exception("reload of %s failed; restoring %s", directory, self._base_weights)
+                await self._reload(self._base_weights)
                 raise
             finally:
                 # Prefix-cache entries hold KV computed with the weights they were made with.
@@ -310,7 +335,7 @@ class VLLMEngine(Engine):
 
     async def _complete(self, ids: list[int], params: SamplingParams, version: int) -> list[Sample]:
         body: dict[str, Any] = {
-            "model": self.served_name,
+            "model": self._request_model,
             # Token ids, tokenised here: both engines see exactly the same prompt tokens.
             "prompt": ids,
             # vLLM refuses n>1 when greedy; greedy samples are identical, so one is copied.
@@ -362,9 +387,14 @@ class VLLMEngine(Engine):
             self.pass_seed = bool(torch.cuda.is_available())
         return self.pass_seed
 
-    # -- LoRA (optional path) --------------------------------------------------------------
+    # -- LoRA ------------------------------------------------------------------------------
+    @property
+    def lora_name(self) -> str:
+        return f"{self.served_name}-lora"
+
     async def load_lora(self, name: str, path: Path) -> None:
-        """Load or replace (load_inplace) a LoRA adapter; the server needs --enable-lora."""
+        """Load or replace (load_inplace) a LoRA adapter; the server needs --enable-lora.
+        `load_weights` with an adapter folder is the verified, versioned way to use this."""
         await self._admin(
             "/v1/load_lora_adapter",
             json={"lora_name": name, "lora_path": str(path), "load_inplace": True},
