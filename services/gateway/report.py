@@ -22,6 +22,7 @@ PLOTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("solve_rate", ROLES, "solve rate"),
     ("learnability", ("propose",), "learnability"),
     ("format_error_rate", ROLES, "format-error rate"),
+    ("answer_closed_rate", ROLES, "answers closed by the service"),
 )
 
 

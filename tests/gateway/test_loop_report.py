@@ -41,6 +41,7 @@ def test_report_plots_and_summarises_recorded_steps(tmp_path: Path) -> None:
             "solve_rate.png",
             "learnability.png",
             "format_error_rate.png",
+            "answer_closed_rate.png",
             "timings.png",
         ]
     )
@@ -51,5 +52,6 @@ def test_report_plots_and_summarises_recorded_steps(tmp_path: Path) -> None:
     assert solve["reward_mean"] == pytest.approx(((1 - 0.5 - 1) / 3, (1 + 1 - 1) / 3))
     assert rows["deduction/propose"]["valid_rate"] == pytest.approx((0.5, 0.5))
     assert "learnability" not in rows["deduction/solve"]
+    assert rows["deduction/propose"]["answer_closed_rate"] == pytest.approx((0.0, 0.0))
     text = report.read_text()
     assert "| deduction/solve |" in text and "![reward_mean.png](reward_mean.png)" in text
