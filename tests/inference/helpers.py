@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from azr.common.checkpoints import save_model_checkpoint
 
@@ -36,3 +38,28 @@ def corrupt(directory: Path) -> None:
 
 def manifest_version(directory: Path) -> int:
     return int(json.loads((directory / "manifest.json").read_text())["version"])
+
+
+def start_test_vllm(
+    model_dir: Path, log_path: Path, run: Callable[[Awaitable[Any]], Any], **options: Any
+) -> Any:
+    """The tests' vLLM CPU server: fp32 (log-probs comparable with transformers), eager, a small
+    KV cache; started in the caller's event loop, printing the server log if it fails to start."""
+    from services.inference.vllm_engine import VLLMEngine
+
+    engine = VLLMEngine(
+        model_dir,
+        dtype="float32",
+        max_model_len=1024,
+        enforce_eager=True,
+        kv_cache_gib=1,
+        log_path=log_path,
+        startup_timeout_s=600,
+        **options,
+    )
+    try:
+        run(engine.start())
+    except Exception:
+        print(log_path.read_text()[-4000:] if log_path.exists() else "no log")
+        raise
+    return engine

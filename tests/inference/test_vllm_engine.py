@@ -22,7 +22,7 @@ from services.inference.engine import WeightLoadError
 from services.inference.model import prepare_default_model
 from services.inference.service import InferenceService
 from services.inference.vllm_engine import VLLMEngine
-from tests.inference.helpers import perturbed_checkpoint
+from tests.inference.helpers import perturbed_checkpoint, start_test_vllm
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm, pytest.mark.timeout(900)]
 
@@ -40,21 +40,7 @@ def model_dir() -> Path:
 @pytest.fixture(scope="module")
 def engine(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMEngine]:
     """Started in a module-wide event loop (``run``), as in a service process."""
-    log_path = tmp_path_factory.mktemp("vllm") / "server.log"
-    eng = VLLMEngine(
-        model_dir,
-        dtype="float32",
-        max_model_len=1024,
-        enforce_eager=True,
-        kv_cache_gib=1,
-        log_path=log_path,
-        startup_timeout_s=600,
-    )
-    try:
-        run(eng.start())
-    except Exception:
-        print(log_path.read_text()[-4000:] if log_path.exists() else "no log")
-        raise
+    eng = start_test_vllm(model_dir, tmp_path_factory.mktemp("vllm") / "server.log", run)
     yield eng
     run(eng.close())
     _runner.close()

@@ -16,7 +16,7 @@ from services.inference.engine import WeightLoadError
 from services.inference.model import prepare_default_model
 from services.inference.transformers_engine import TransformersEngine
 from services.inference.vllm_engine import VLLMEngine
-from tests.inference.helpers import corrupt
+from tests.inference.helpers import corrupt, start_test_vllm
 
 PROMPT = "<|im_start|>user\nName a prime number.<|im_end|>\n<|im_start|>assistant\n"
 NEW_TOKENS = 12
@@ -71,21 +71,7 @@ def adapter(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
 @pytest.fixture(scope="module")
 def engine(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMEngine]:
     log_path = tmp_path_factory.mktemp("vllm-lora") / "server.log"
-    eng = VLLMEngine(
-        model_dir,
-        dtype="float32",
-        max_model_len=1024,
-        enforce_eager=True,
-        kv_cache_gib=1,
-        enable_lora=True,
-        log_path=log_path,
-        startup_timeout_s=600,
-    )
-    try:
-        run(eng.start())
-    except Exception:
-        print(log_path.read_text()[-4000:] if log_path.exists() else "no log")
-        raise
+    eng = start_test_vllm(model_dir, log_path, run, enable_lora=True)
     yield eng
     run(eng.close())
     _runner.close()

@@ -96,32 +96,42 @@ def group_metrics(outcome: StepOutcome) -> dict[str, dict[str, float]]:
 def raw_samples(outcome: StepOutcome, per_group: int) -> list[dict[str, Any]]:
     """The first `per_group` responses of each group as the model wrote them, with how they
     scored: the only place a run keeps raw text, for reading what the policy actually does."""
-    rows: list[dict[str, Any]] = []
-    for task_type, props in outcome.proposals.items():
-        for sp in props[:per_group]:
-            rows.append(
-                {
-                    "group": group_key(task_type, Role.PROPOSE),
-                    "text": sp.gen.text,
-                    "answer_closed": sp.gen.answer_closed,
-                    "format_ok": sp.gen.proposal.format_ok,
-                    "error": sp.gen.proposal.error
-                    or (sp.validation.reason if sp.validation and not sp.valid else None),
-                    "reward": sp.reward,
-                }
-            )
-    for task_type, answers in outcome.answers.items():
-        for sa in answers[:per_group]:
-            rows.append(
-                {
-                    "group": group_key(task_type, Role.SOLVE),
-                    "text": sa.gen.text,
-                    "answer_closed": sa.gen.answer_closed,
-                    "format_ok": sa.gen.answer.format_ok,
-                    "error": sa.gen.answer.error,
-                    "reward": sa.reward,
-                }
-            )
+
+    def row(
+        group: str, gen: Any, format_ok: bool, error: str | None, reward: float
+    ) -> dict[str, Any]:
+        return {
+            "group": group,
+            "text": gen.text,
+            "answer_closed": gen.answer_closed,
+            "format_ok": format_ok,
+            "error": error,
+            "reward": reward,
+        }
+
+    rows = [
+        row(
+            group_key(task_type, Role.PROPOSE),
+            sp.gen,
+            sp.gen.proposal.format_ok,
+            sp.gen.proposal.error
+            or (sp.validation.reason if sp.validation and not sp.valid else None),
+            sp.reward,
+        )
+        for task_type, props in outcome.proposals.items()
+        for sp in props[:per_group]
+    ]
+    rows += [
+        row(
+            group_key(task_type, Role.SOLVE),
+            sa.gen,
+            sa.gen.answer.format_ok,
+            sa.gen.answer.error,
+            sa.reward,
+        )
+        for task_type, answers in outcome.answers.items()
+        for sa in answers[:per_group]
+    ]
     return rows
 
 
