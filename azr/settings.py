@@ -84,8 +84,25 @@ class ExecutorSettings(BaseModel):
         8, ge=1, le=64, description="pre-forked sandbox children per fork-server, forked in bursts"
     )
     request_timeout_s: float = Field(600.0, description="how long the API waits for a batch")
-    visibility_timeout_s: int = Field(
-        120, description="a batch whose worker died unacked is redelivered after this"
+    visibility_timeout_s: int | None = Field(
+        None,
+        description="a chunk whose worker died unacked is redelivered after this; unset: the "
+        "longest a chunk may run (chunk_size x max item timeout + margin) plus a margin. A value "
+        "at or below that longest chunk is refused at start (it would run chunks twice)",
+    )
+    runtime: Literal["native", "runsc"] = Field(
+        "native", description="runsc: run the fork-servers inside gVisor (`runsc do`, root)"
+    )
+    allow_degraded_sandbox: bool = Field(
+        False,
+        description="serve even when an isolation layer is missing (otherwise /readyz is not "
+        "ready and workers refuse work)",
+    )
+    max_answer_chars: int = Field(
+        10_000, description="/v1/verify: an answer or gold text over this is that item's error"
+    )
+    verify_item_budget_s: float = Field(
+        30.0, description="/v1/verify: sandbox time budget of one item, all its runs together"
     )
 
 
@@ -101,6 +118,11 @@ class InferenceSettings(BaseModel):
     solver_url: str = "http://127.0.0.1:8200"
     host: str = "127.0.0.1"
     port: int = 8200
+    checkpoint_root: Path | None = Field(
+        None,
+        description="the only folder POST /v1/weights loads from (besides the served base "
+        "model); unset: <data_dir>/checkpoints",
+    )
     vllm_enforce_eager: bool = Field(False, description="skip torch.compile (faster start-up)")
     vllm_kv_cache_gib: int = Field(2, description="VLLM_CPU_KVCACHE_SPACE on CPU")
     vllm_startup_timeout_s: float = 900.0
@@ -120,16 +142,46 @@ class InferenceSettings(BaseModel):
         "write </answer> for it (tokens after that point are dropped)",
     )
     stop: list[str] = Field(default_factory=lambda: ["</answer>"])
+    replica_urls: list[str] = Field(
+        default_factory=list,
+        description="inference replicas the gateway spreads requests over; empty: solver_url "
+        "(and proposer_url)",
+    )
+    tensor_parallel_size: int = Field(1, ge=1, description="vLLM: GPUs one model is split over")
+    data_parallel_size: int = Field(1, ge=1, description="vLLM: engine copies in one server")
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0.0, le=1.0, description="vLLM: share of each GPU for weights + KV cache"
+    )
+    weight_transfer: Literal["filesystem"] = Field(
+        "filesystem", description="how a new version reaches the engines (docs/deploy.md)"
+    )
+
+
+class PromptSettings(BaseModel):
+    """Prompt profiles (docs/algorithm.md, "Prompt profiles", has the measured comparison):
+    paper = the reference's wording, fenced answers in <answer> after a pre-opened <think>;
+    opener = the format in words, no example answer, a reply opener the model completes (e.g.
+    `f(3) returns `); opener-think = the opener inside the R1 envelope."""
+
+    solve_profile: Literal["paper", "opener", "opener-think"] = Field(
+        "opener-think",
+        description="how solvers are asked (the loop's and the evaluation's): on SmolLM2-135M "
+        "the paper's example answers were copied by 94-100% of abduction/induction answers, "
+        "the openers' by none",
+    )
+    propose_profile: Literal["paper", "opener", "opener-think"] = Field(
+        "paper",
+        description="how proposers are asked: only the paper wording (with the answer prefill) "
+        "gave valid proposals on SmolLM2-135M",
+    )
 
 
 class TrainerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8400
-    url: str = "http://127.0.0.1:8400"
     stream: str = "azr:reward-batches"
     dead_letter_stream: str = "azr:reward-batches:dead"
     group: str = "trainer"
-    announce_channel: str = "azr:weights"
     lr: float = 1e-6
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
@@ -155,6 +207,29 @@ class TrainerSettings(BaseModel):
     lora_alpha: int = 32
     claim_idle_ms: int = Field(default=60000, description="claim others' entries idle this long")
     max_batch_tokens: int = Field(default=2_000_000, description="reject larger reward batches")
+    fsdp: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="shard with FSDP2 across torchrun ranks; auto: when launched on >1 rank",
+    )
+    activation_checkpointing: bool = Field(
+        default=False, description="recompute decoder layers in backward (less activation memory)"
+    )
+    dist_timeout_s: float = Field(
+        default=1800.0, description="collective timeout between trainer ranks (idle waits too)"
+    )
+    dead_batches_key: str = Field(
+        default="azr:trainer:dead-batches",
+        description="hash batch_id -> why it was dead-lettered (the gateway fails that step)",
+    )
+    update_attempts: int = Field(
+        default=3, ge=1, description="tries of an update that fails transiently before dead-letter"
+    )
+    trim_acked: bool = Field(
+        default=True, description="delete a reward batch from the stream once acknowledged"
+    )
+    redis_memory_alarm: float = Field(
+        default=0.8, gt=0, le=1, description="warn when Redis uses this fraction of maxmemory"
+    )
 
 
 class LoopSettings(BaseModel):
@@ -192,6 +267,37 @@ class LoopSettings(BaseModel):
     )
     weights_timeout_s: float = Field(
         1800.0, description="how long a step waits for the trainer's next version before failing"
+    )
+    # The seeding stage (step 0, reference "InitSeeding") and the held-out yardstick.
+    seed_tasks_per_type: int = Field(
+        256,
+        ge=0,
+        le=16384,
+        description="seeding stage: the base model proposes (no updates) until each task "
+        "type's buffer holds this many validated, de-duplicated tasks (reference: 256); "
+        "0 skips the stage",
+    )
+    heldout_tasks_per_type: int = Field(
+        64,
+        ge=0,
+        le=4096,
+        description="seeding stage: validated base-model tasks per task type kept apart as the "
+        "in-distribution held-out set (never in a buffer or a training batch)",
+    )
+    seed_batch_size: int = Field(
+        0, ge=0, le=4096, description="proposals per task type per seeding round; 0: batch_size"
+    )
+    seed_max_rounds: int = Field(
+        100, ge=1, description="the seeding stage ends after this many rounds, full or not"
+    )
+    indist_eval_every: int = Field(
+        0, ge=0, description="in-loop monitor: solve the held-out set every N steps; 0: never"
+    )
+    # Trainer hyper-parameters of this run, sent with every reward batch (None: the trainer's
+    # own AZR_TRAINER__* setting).
+    lr: float | None = Field(None, gt=0.0, le=1.0, description="learning rate of this run")
+    entropy_coef: float | None = Field(
+        None, ge=0.0, le=1.0, description="entropy bonus coefficient of this run"
     )
 
 
@@ -233,11 +339,21 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, description="unset: start an embedded Redis")
     database_url: str | None = Field(None, description="unset: SQLite in the data directory")
     api_token: str = Field("azr-dev-token", description="bearer token for mutating routes")
+    service_token: str | None = Field(
+        None,
+        description="bearer token of the executor and inference data routes (run, validate, "
+        "verify, generate, propose, solve, weights); unset: those services only bind to "
+        "loopback. `azr up` generates one for the stack",
+    )
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="largest request body any service reads (413)"
+    )
     log_level: str = "INFO"
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
     executor: ExecutorSettings = ExecutorSettings()
     inference: InferenceSettings = InferenceSettings()
+    prompts: PromptSettings = PromptSettings()
     trainer: TrainerSettings = TrainerSettings()
     loop: LoopSettings = LoopSettings()
     eval: EvalSettings = EvalSettings()

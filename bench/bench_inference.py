@@ -168,8 +168,8 @@ def write_docs(section: str) -> None:
 async def main_async(args: argparse.Namespace) -> str:
     import torch
 
+    from azr.common.model import prepare_default_model
     from azr.settings import get_settings
-    from services.inference.model import prepare_default_model
     from services.inference.transformers_engine import TransformersEngine
 
     # One compute thread (as the service sets on a 2-core machine): two were 2-6x slower here.

@@ -23,11 +23,11 @@ from typing import Any
 
 import torch
 
+from azr.contracts.trainer import RewardBatch, RewardSample
 from azr.core.tasks import GROUPS
 from azr.settings import TrainerSettings
 from services.trainer.loss import LossConfig
 from services.trainer.policy import autocast_dtype, load_model, make_optimizer, pick_device
-from services.trainer.schemas import RewardBatch, RewardSample
 from services.trainer.update import Updater
 
 
@@ -97,12 +97,12 @@ def main() -> None:
     completion = args.completion or (256 if cuda else 128)
 
     if args.tiny:
-        from services.inference.model import build_tiny_model
+        from azr.common.model import build_tiny_model
 
         model_dir = build_tiny_model(Path(tempfile.mkdtemp(prefix="azr-bench-")) / "tiny")
         label = "tiny random Llama (fallback)"
     else:
-        from services.inference.model import prepare_default_model
+        from azr.common.model import prepare_default_model
 
         model_dir = prepare_default_model()
         label = "SmolLM2-135M-Instruct"

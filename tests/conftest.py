@@ -11,6 +11,16 @@ import pytest
 from azr.common.redis_server import EmbeddedRedis
 
 
+@pytest.fixture(autouse=True)
+def _no_fatal_state_leaks() -> Iterator[None]:
+    """A test that drives a service into its fatal state in-process must not leave /healthz
+    answering 503 for the tests after it."""
+    from azr.common.http import clear_fatal
+
+    yield
+    clear_fatal()
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server: AZR_TEST_REDIS_URL when set, else an embedded one for the session."""
@@ -47,6 +57,6 @@ def postgres_url() -> str | None:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny randomly initialised Llama with the SmolLM2 tokenizer, saved as an HF directory."""
-    from services.inference.model import build_tiny_model
+    from azr.common.model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))

@@ -115,15 +115,29 @@ def save_model_checkpoint(
     return final
 
 
+def fsync_dir(directory: Path) -> None:
+    """Flush a folder's entries (names created, renamed or removed in it) to disk."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def publish_dir(tmp: Path, final: Path) -> None:
-    """Flush every file of a finished temporary folder, then rename it into place whole."""
+    """Flush every file of a finished temporary folder, then rename it into place whole and
+    flush the parent, so that after a power loss the version is either there or not."""
     for p in Path(tmp).rglob("*"):
         if p.is_file():
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
+        elif p.is_dir():
+            fsync_dir(p)
+    fsync_dir(Path(tmp))
     if final.exists():  # a leftover of an identical version id: replace it whole
         shutil.rmtree(final)
     os.replace(tmp, final)
+    fsync_dir(Path(final).parent)
 
 
 def list_versions(root: Path) -> list[int]:

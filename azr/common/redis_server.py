@@ -58,6 +58,10 @@ class EmbeddedRedis:
             "",
             "--protected-mode",
             "yes",
+            # never evict: a reward batch silently dropped would stall or corrupt a run; a full
+            # Redis refuses writes instead and the trainer warns before that (docs/trainer.md)
+            "--maxmemory-policy",
+            "noeviction",
         ]
         log = open(self.data_dir / "redis.log", "ab")  # noqa: SIM115 - lives as long as the child
         self.proc = subprocess.Popen(

@@ -176,6 +176,13 @@ def check_tree(tree: ast.AST, banned_modules: Iterable[str] | None = None) -> Ch
     """The name/attribute/import rules on an already parsed tree."""
     banned = tuple(default_banned_modules() if banned_modules is None else banned_modules)
     bound = _bound_names(tree)
+    # getattr & co. only as the callee of a call: an alias (`g = getattr`, `[getattr][0]`)
+    # would take the attribute name from anywhere
+    callees = {
+        id(n.func)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+    }
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -209,6 +216,8 @@ def check_tree(tree: ast.AST, banned_modules: Iterable[str] | None = None) -> Ch
                 return CheckResult.failed(f"builtin {node.id!r} is not allowed")
             if node.id.startswith("__") and node.id.endswith("__") and node.id != "__name__":
                 return CheckResult.failed(f"name {node.id!r} is not allowed")
+            if node.id in _REFLECTIVE and node.id not in bound and id(node) not in callees:
+                return CheckResult.failed(f"{node.id} may only be called directly")
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             name = node.func.id
             if name == "input" and name not in bound:

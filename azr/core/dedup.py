@@ -63,3 +63,9 @@ def task_fingerprint(task_type: TaskType | str, program: str, inputs: Sequence[s
         separators=(",", ":"),
     )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def program_key(program: str) -> str:
+    """sha256 hex of the normalised program alone, whatever the task type: the unit the
+    held-out set is kept apart by (a held-out program never appears in a training buffer)."""
+    return hashlib.sha256(normalize_program(program).encode("utf-8")).hexdigest()

@@ -18,10 +18,7 @@ from collections import Counter
 from collections.abc import Iterator
 from io import StringIO
 
-from azr.core.prompts import R1_INSTRUCTION
 from azr.core.tasks import Answer, Proposal, Role, Task, TaskType
-
-ASSISTANT_MARKER = "Assistant:"
 
 # Labels that mean "a python code block" (an unlabelled fence counts too).
 CODE_LABELS = frozenset({"", "python", "py", "python3"})
@@ -49,24 +46,6 @@ def quiet_parse_module(source: str) -> ast.Module:
 
 
 # ---------------------------------------------------------------- envelope and format
-
-
-def split_generation(text: str, prompt: str | None = None) -> str:
-    """Return the model's own generation from ``text``.
-
-    With ``prompt`` (the exact text sent to the engine), a ``text`` that starts with it has the
-    prompt removed. Without it, a ``text`` that starts with the R1 envelope is cut after the
-    envelope's first ``Assistant:`` marker; any other text is taken to be a bare generation and
-    returned unchanged. Unlike the reference (azr-reference §10.18) we never cut at an
-    ``Assistant:`` the model itself wrote.
-    """
-    if prompt is not None and text.startswith(prompt):
-        return text[len(prompt) :]
-    if text.startswith(R1_INSTRUCTION):
-        _head, sep, tail = text.partition("\n" + ASSISTANT_MARKER)
-        if sep:
-            return tail.lstrip(" ")
-    return text
 
 
 def check_format(response: str) -> bool:
@@ -439,7 +418,7 @@ def parse_proposal(
         return proposal
     renamed = rename_entry_to_f(blocks[0])
     if renamed is None:
-        proposal.error = _why_no_entry(blocks[0])
+        proposal.error = why_no_entry(blocks[0])
         return proposal
     program, imports = split_imports(drop_test_calls(renamed))
     proposal.program, proposal.imports = program, imports
@@ -455,7 +434,8 @@ def parse_proposal(
     return proposal
 
 
-def _why_no_entry(code: str) -> str:
+def why_no_entry(code: str) -> str:
+    """Why ``code`` has no usable entry function ``f``."""
     try:
         tree = quiet_parse_module(code)
     except SyntaxError as exc:
@@ -560,7 +540,7 @@ def parse_answer(task_type: TaskType, response: str) -> Answer:
         renamed = rename_entry_to_f(blocks[-1])
         if renamed is None:
             # Keep the raw code: the executor will report that f is missing or does not parse.
-            return Answer(task_type, blocks[-1], format_ok, _why_no_entry(blocks[-1]))
+            return Answer(task_type, blocks[-1], format_ok, why_no_entry(blocks[-1]))
         return Answer(task_type, drop_test_calls(renamed).strip("\n"), format_ok, note)
     word = "output" if task_type is TaskType.DEDUCTION else "input"
     value = extract_io_value(content, word)

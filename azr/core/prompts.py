@@ -30,15 +30,6 @@ def wrap_r1(task_text: str, *, prefill: str = "") -> str:
     return f"{R1_INSTRUCTION}\nUser: {task_text}\nAssistant: <think>{prefill}"
 
 
-def chat_messages(prompt: str) -> list[dict[str, str]]:
-    """The prompt as a one-message chat, for engines that insist on messages.
-
-    Prefer sending `wrap_r1` text as a plain completion: a chat template would put its own
-    assistant header after the pre-opened ``<think>``.
-    """
-    return [{"role": "user", "content": prompt}]
-
-
 def answer_prefill(task_type: TaskType, role: Role) -> str:
     """A continuation of the pre-opened ``<think>`` that opens the answer block for the model.
 

@@ -53,8 +53,3 @@ def trrpp_advantages(
         for i in idx:
             advantages[i] = (rewards[i] - mu) * scale
     return advantages
-
-
-def token_advantages(advantages: Sequence[float], lengths: Sequence[int]) -> list[list[float]]:
-    """Broadcast each sequence's advantage to its response tokens (gamma = 1)."""
-    return [[a] * n for a, n in zip(advantages, lengths, strict=True)]

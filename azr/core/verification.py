@@ -1,21 +1,25 @@
 """AZR's verification rules as data (azr-reference §2.6, §3, §10).
 
 This module never executes model text. It builds the *jobs* the sandbox runs and turns the
-sandbox's explicit statuses into decisions:
+sandbox's explicit statuses into decisions. It is the trusted side of the verifier: every
+comparison, literal check and determinism decision happens here, in the worker, on the bytes a
+sandboxed child handed back (which a hostile program fully controls), never in the child.
 
-* **validation** (proposals): the program runs on each input twice in one sandboxed child and
-  once more in a second fork-server started with another PYTHONHASHSEED; every run must succeed
-  (an explicit ``ok`` status, never a substring of an error message), the three reprs must agree,
-  and the gold output must be a literal that evaluates back to an equal value (NaN, ``<X object at
-  0x..>`` or an output over the size cap make the proposal INVALID, not unsolvable);
+* **validation** (proposals): each input is evaluated in its own fresh sandboxed child (two calls)
+  and once more in a second fork-server started with another PYTHONHASHSEED, in another input
+  order; every run must succeed (an explicit ``ok`` status, never a substring of an error
+  message), the three outputs must be equal values, and the gold output must be a literal (NaN,
+  ``<X object at 0x..>`` or an output over the size cap make the proposal INVALID, not
+  unsolvable);
 * **deduction**: gold and answer are compared as *values* with Python ``==`` after a literal-only
   evaluation (1 == 1.0, sets/dicts order-free, tuple != list, exact floats);
 * **abduction**: the gold program is re-run on the agent's input and its output compared with the
   gold value; any valid pre-image counts;
 * **induction**: the agent's program must reproduce every hidden pair (binary).
 
-Value comparisons run inside a sandbox child too (the ``compare`` job), using `literal_value`, a
-small evaluator that only builds literals; the parent only ever compares strings.
+Value comparisons use `literal_value`, a small evaluator that only builds literals, with a cap
+on the text size and the number of nodes, so the cost of one item's comparison is bounded and
+can't reach another item (the texts are built from constants and containers: no code runs).
 """
 
 from __future__ import annotations
@@ -87,16 +91,27 @@ def _build(node: ast.expr) -> Any:
     raise NotALiteral(f"{type(node).__name__} is not a literal")
 
 
-def literal_value(text: str) -> Any:
+MAX_LITERAL_CHARS = 100_000
+MAX_LITERAL_NODES = 20_000
+
+
+def literal_value(text: str, max_chars: int = MAX_LITERAL_CHARS) -> Any:
     """Evaluate a Python literal (what ``repr`` writes for builtin values), nothing else.
 
     Accepts constants, tuples, lists, dicts, sets, ``set()``/``frozenset(...)`` and signed or
     complex numbers. Raises `NotALiteral` for anything else (names like ``nan``/``inf``, object
-    reprs, calls, arithmetic)."""
+    reprs, calls, arithmetic) and for a text over `max_chars` or `MAX_LITERAL_NODES` nodes."""
+    if not isinstance(text, str):
+        raise NotALiteral("not a text")
+    if len(text) > max_chars:
+        raise NotALiteral(f"over {max_chars} characters")
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         raise NotALiteral(f"not parseable: {type(exc).__name__}") from None
+    for nodes, _ in enumerate(ast.walk(tree), 1):
+        if nodes > MAX_LITERAL_NODES:
+            raise NotALiteral(f"over {MAX_LITERAL_NODES} nodes")
     try:
         return _build(tree.body)
     except TypeError as exc:  # unhashable set member / dict key
@@ -105,12 +120,25 @@ def literal_value(text: str) -> Any:
         raise NotALiteral("nested too deeply") from None
 
 
-def literal_equal(a: str, b: str) -> bool:
+def literal_equal(a: str, b: str, max_chars: int = MAX_LITERAL_CHARS) -> bool:
     """Python ``==`` of two literals; False when either is not a literal."""
     try:
-        return bool(literal_value(a) == literal_value(b))
+        return bool(literal_value(a, max_chars) == literal_value(b, max_chars))
+    except (NotALiteral, RecursionError):
+        return False
+
+
+def is_literal(text: str, max_chars: int = MAX_LITERAL_CHARS) -> bool:
+    try:
+        literal_value(text, max_chars)
     except NotALiteral:
         return False
+    return True
+
+
+def same_value(a: str, b: str, max_chars: int = MAX_LITERAL_CHARS) -> bool:
+    """Two outputs of one program on one input agree: the same text, or equal literals."""
+    return a == b or literal_equal(a, b, max_chars)
 
 
 def round_trips(text: str, value: Any) -> bool:
@@ -129,9 +157,9 @@ def round_trips(text: str, value: Any) -> bool:
 def call_job(
     program: str, args: Sequence[str], *, repeat: int = 1, timeout_s: float, max_output: int
 ) -> dict[str, Any]:
-    """Exec `program` afresh for each argument text and call ``f`` `repeat` times on it."""
+    """Call ``f`` of `program` `repeat` times on each argument text; `timeout_s` per input.
+    The sandbox runs it as one evaluation per input (`evaluation_jobs`)."""
     return {
-        "kind": "call",
         "program": program,
         "args": list(args),
         "repeat": repeat,
@@ -140,9 +168,19 @@ def call_job(
     }
 
 
-def compare_job(pairs: Sequence[tuple[str, str]], *, timeout_s: float) -> dict[str, Any]:
-    """Python ``==`` of literal pairs, evaluated with `literal_value` inside a child."""
-    return {"kind": "compare", "pairs": [list(p) for p in pairs], "timeout_s": timeout_s}
+def evaluation_jobs(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """One fork-server job per (program, input): each runs in its own fresh child, so no
+    input's result can depend on which inputs ran before it."""
+    return [
+        {
+            "program": job["program"],
+            "input": text,
+            "repeat": job["repeat"],
+            "timeout_s": job["timeout_s"],
+            "max_output": job["max_output"],
+        }
+        for text in job["args"]
+    ]
 
 
 # --- results --------------------------------------------------------------------------------
@@ -170,10 +208,46 @@ class JobResult:
     values: list[bool] = field(default_factory=list)
 
     @classmethod
+    def from_evaluations(
+        cls, raws: Sequence[dict[str, Any]], repeat: int, max_output: int = MAX_LITERAL_CHARS
+    ) -> JobResult:
+        """Assemble what the fork-server parsed for each input's evaluation. Whether two calls
+        agree and whether an output is a literal is decided here, not by the child."""
+        calls = []
+        for raw in raws:
+            status = _status_of(raw.get("status"))
+            outputs = raw.get("outputs")
+            if status is not ExecStatus.OK:
+                calls.append(CallOutcome(status, error=_text_or_none(raw.get("error"))))
+                continue
+            if (
+                not isinstance(outputs, list)
+                or len(outputs) != repeat
+                or not all(isinstance(o, str) for o in outputs)
+            ):
+                calls.append(CallOutcome(ExecStatus.ERROR, error="malformed sandbox result"))
+                continue
+            first = outputs[0]
+            calls.append(
+                CallOutcome(
+                    ExecStatus.OK,
+                    output=first,
+                    deterministic=(
+                        all(same_value(o, first, max_output) for o in outputs[1:])
+                        if repeat > 1
+                        else None
+                    ),
+                    literal=is_literal(first, max_output),
+                )
+            )
+        duration = sum(float(r.get("duration_ms") or 0.0) for r in raws)
+        return cls(ExecStatus.OK, None, duration, calls=calls)
+
+    @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> JobResult:
         calls = [
             CallOutcome(
-                status=ExecStatus(c.get("status", "error")),
+                status=_status_of(c.get("status", "error")),
                 output=c.get("output"),
                 error=c.get("error"),
                 deterministic=c.get("deterministic"),
@@ -182,7 +256,7 @@ class JobResult:
             for c in raw.get("calls") or []
         ]
         return cls(
-            status=ExecStatus(raw.get("status", "error")),
+            status=_status_of(raw.get("status", "error")),
             error=raw.get("error"),
             duration_ms=float(raw.get("duration_ms") or 0.0),
             calls=calls,
@@ -196,6 +270,17 @@ class JobResult:
             if call.status is not ExecStatus.OK:
                 return call.status, call.error
         return None
+
+
+def _status_of(value: Any) -> ExecStatus:
+    try:
+        return ExecStatus(value)
+    except ValueError:
+        return ExecStatus.ERROR
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value[:500] if isinstance(value, str) else None
 
 
 def static_status(check: CheckResult) -> ExecStatus:
@@ -268,7 +353,9 @@ def interpret_validation(
                 False, status, reason=f"second process: {error or status.value}"
             )
         other = [c.output or "" for c in secondary.calls]
-        if other != outputs:
+        if len(other) != len(outputs) or not all(
+            same_value(a, b) for a, b in zip(outputs, other, strict=True)
+        ):
             return ValidationOutcome(
                 False,
                 ExecStatus.OK,
@@ -381,6 +468,12 @@ def after_call(item: VerifyItem, result: JobResult) -> VerifyPlan:
     if not pending:
         return VerifyPlan(Verdict(True, ExecStatus.OK))
     return VerifyPlan(compare=pending)
+
+
+def compare_values(pairs: Sequence[tuple[str, str]], max_chars: int) -> list[bool]:
+    """Python ``==`` of literal pairs, here on the trusted side; each text is capped, so one
+    pair's cost is bounded whatever the texts are built to do (hash collisions included)."""
+    return [literal_equal(gold, answer, max_chars) for gold, answer in pairs]
 
 
 def after_compare(result: JobResult, n_pairs: int) -> Verdict:

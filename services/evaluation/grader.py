@@ -22,10 +22,17 @@ class ExecutorGrader:
     """Sends grade requests through the executor's client (`/v1/verify`, `/v1/run`) in
     batches, preserving order."""
 
-    def __init__(self, url: str, *, batch_size: int = 128, timeout_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        batch_size: int = 128,
+        timeout_s: float = 600.0,
+        token: str | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.batch_size = batch_size
-        self._client = ExecutorClient(self.url, timeout_s=timeout_s)
+        self._client = ExecutorClient(self.url, timeout_s=timeout_s, token=token)
 
     def close(self) -> None:
         self._client.close()

@@ -8,6 +8,8 @@ import ast
 from dataclasses import dataclass
 from typing import Any
 
+from azr.core.tasks import Task, TaskType
+
 from .datasets import Bench, Problem
 
 
@@ -105,7 +107,27 @@ def humaneval_request(problem: Problem, answer: str) -> GradeRequest:
     return GradeRequest("run", {"program": humaneval_program(problem, answer), "input": ""})
 
 
+def task_request(task: Task, answer: str) -> GradeRequest:
+    """A held-out AZR task, graded as the loop grades its solver: abduction by re-execution,
+    deduction by literal equality, induction on the hidden pairs."""
+    item: dict[str, Any] = {
+        "task_type": task.task_type.value,
+        "program": task.source,
+        "answer": answer,
+    }
+    if task.task_type is TaskType.INDUCTION:
+        item["hidden"] = [{"input": i, "output": o} for i, o in task.hidden_pairs()]
+        if task.imports:
+            item["imports"] = list(task.imports)
+    else:
+        item["input"] = task.input
+        item["output"] = task.output
+    return GradeRequest("verify", item)
+
+
 def grade_request(problem: Problem, answer: str) -> GradeRequest:
+    if problem.task is not None:
+        return task_request(problem.task, answer)
     if problem.bench is Bench.HUMANEVAL:
         return humaneval_request(problem, answer)
     return cruxeval_request(problem, answer)
@@ -114,6 +136,13 @@ def grade_request(problem: Problem, answer: str) -> GradeRequest:
 def gold_answer(problem: Problem) -> str:
     """A known-correct answer (to check the grader can succeed): the gold output, the gold input,
     or the canonical solution."""
+    if problem.task is not None:
+        task = problem.task
+        if task.task_type is TaskType.DEDUCTION:
+            return task.output
+        if task.task_type is TaskType.ABDUCTION:
+            return task.input
+        return task.program  # its imports travel with the grading request
     if problem.bench is Bench.CRUXEVAL_O:
         return problem.output
     if problem.bench is Bench.CRUXEVAL_I:

@@ -79,7 +79,7 @@ def evaluate_problems(
             raise RuntimeError(f"engine returned {len(outputs)} results for {len(chunk)} prompts")
         answers = [
             [
-                parse(p, text, prefill=r.prefill, close_answers=config.close_answers)
+                parse(p, text, prefill=r.prefill, close_answers=config.close_answers, rendered=r)
                 for text in texts
             ]
             for p, r, texts in zip(chunk, rendered, outputs, strict=True)
@@ -115,13 +115,14 @@ def evaluate_bench(
     *,
     limit: int | None = None,
     cruxeval_path: Path | None = None,
+    indist_path: Path | None = None,
     meta: dict[str, Any] | None = None,
     renderer: Renderer = build_prompt,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[ProblemResult], dict[str, Any]]:
     """Load a benchmark (first `limit` problems), evaluate, and summarise with bootstrap CIs."""
     bench = Bench(bench)
-    problems = select(load_bench(bench, cruxeval=cruxeval_path), limit)
+    problems = select(load_bench(bench, cruxeval=cruxeval_path, indist=indist_path), limit)
     started = time.perf_counter()
     results = evaluate_problems(
         problems, generate, grader, config, renderer=renderer, progress=progress

@@ -1,8 +1,11 @@
-"""In-loop monitor: score the version being served on a fixed CRUXEval subset, through the loop's
-own inference and executor ports (so the prompts, parser and sandbox are exactly the loop's).
+"""In-loop benchmark monitor: score the version being served on a fixed CRUXEval subset, through
+the loop's own inference and executor ports (so the prompts, parser and sandbox are exactly the
+loop's).
 
-The gateway calls `evaluate_subset` every `loop.eval_every` steps and stores the result in the
-step's metrics under ``eval``; the dashboard plots ``eval.<bench>.score`` over steps.
+The gateway hands `evaluate_subset` to the loop as its `BenchEval` port; the orchestrator calls it
+every `loop.eval_every` steps and stores the result in the step's metrics under ``eval``; the
+dashboard plots ``eval.<bench>.score`` over steps. The held-out evaluation is the loop's own
+(`azr.loop.monitor.evaluate_heldout`).
 """
 
 from __future__ import annotations
@@ -11,35 +14,18 @@ import time
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from azr.core.tasks import Answer, Task
+from azr.common.stats import bootstrap_ci
+from azr.loop.monitor import SolverPort, VerifierPort, should_evaluate
+from azr.loop.ports import Sampling
 
 from .datasets import Bench, Problem, load_bench, select
-from .metrics import bootstrap_ci
 from .prompting import as_task
 
+__all__ = ["MONITOR_BENCHES", "evaluate_subset", "should_evaluate"]
+
 MONITOR_BENCHES = (Bench.CRUXEVAL_O, Bench.CRUXEVAL_I)
-
-
-class _AnswerGen(Protocol):
-    answer: Answer
-
-
-class SolverPort(Protocol):
-    """What the gateway's `Inference` port offers (structurally)."""
-
-    def solve(self, tasks: list[Task], n: int, sampling: Any) -> Sequence[Sequence[Any]]: ...
-
-    def current_version(self) -> int: ...
-
-
-class VerifierPort(Protocol):
-    def verify(self, tasks: list[Task], answers: list[Answer]) -> list[bool]: ...
-
-
-def should_evaluate(step: int, every: int) -> bool:
-    return every > 0 and step > 0 and step % every == 0
 
 
 @lru_cache(maxsize=8)
@@ -66,8 +52,6 @@ def evaluate_subset(
 
         limit = get_settings().eval.monitor_limit
     if sampling is None:
-        from services.gateway.loop.ports import Sampling
-
         sampling = Sampling(temperature=0.0, top_p=1.0, max_tokens=max_tokens, seed=seed)
     started = time.perf_counter()
     out: dict[str, Any] = {"version": inference.current_version(), "limit": limit}

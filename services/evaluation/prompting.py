@@ -12,9 +12,10 @@ import re
 from typing import Any
 
 from azr.core.parsing import answer_complete_at, close_answer, parse_answer
+from azr.core.profiles import parse_solve, solve_spec
 from azr.core.prompts import solve_prompt
 from azr.core.tasks import Answer, Role, Task, TaskType
-from services.inference.prompting import PromptStyle, RenderedPrompt, render
+from services.inference.prompting import PromptStyle, RenderedPrompt, render, render_spec
 
 from .datasets import Bench, Problem
 
@@ -42,6 +43,8 @@ def doctest_pairs(problem: Problem) -> list[tuple[str, str]]:
 def as_task(problem: Problem) -> Task:
     """The AZR task a benchmark problem corresponds to. The solver prompt shows only what the
     task type shows: the input for deduction, the output for abduction."""
+    if problem.task is not None:  # a held-out task is asked exactly as the loop asks it
+        return problem.task
     if problem.bench is Bench.CRUXEVAL_O:
         return Task(TaskType.DEDUCTION, problem.program, (problem.input,), (problem.output,))
     if problem.bench is Bench.CRUXEVAL_I:
@@ -66,9 +69,13 @@ def build_prompt(
     *,
     style: PromptStyle = "plain",
     prefill: bool = False,
+    profile: str = "paper",
 ) -> RenderedPrompt:
     """The exact text sent to the engine, rendered by the inference service's own renderer
-    (chat template or the plain R1 envelope, optional answer prefill)."""
+    (chat template or the plain R1 envelope, optional answer prefill; a non-paper prompt profile
+    asks as the loop's solver does under that profile)."""
+    if profile != "paper":
+        return render_spec(tokenizer, solve_spec(as_task(problem), profile), style=style)
     return render(
         tokenizer,
         solve_prompt(as_task(problem)),
@@ -80,10 +87,18 @@ def build_prompt(
 
 
 def parse(
-    problem: Problem, completion: str, *, prefill: str = "", close_answers: bool = False
+    problem: Problem,
+    completion: str,
+    *,
+    prefill: str = "",
+    close_answers: bool = False,
+    rendered: RenderedPrompt | None = None,
 ) -> Answer:
     """Parse the model's generation; a prefill is part of what the model wrote. With
-    `close_answers` an unclosed but complete answer is cut and closed as the solver service does."""
+    `close_answers` an unclosed but complete answer is cut and closed as the solver service does.
+    A prompt rendered under a non-paper profile is parsed by that profile's parser."""
     response = prefill + completion
+    if rendered is not None and rendered.spec is not None and rendered.spec.profile != "paper":
+        return parse_solve(rendered.spec, problem.task_type, response)
     at = answer_complete_at(problem.task_type, Role.SOLVE, response) if close_answers else None
     return parse_answer(problem.task_type, response if at is None else close_answer(response, at))

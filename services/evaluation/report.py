@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .metrics import bootstrap_ci, paired_bootstrap_diff
+from azr.common.stats import bootstrap_ci, paired_bootstrap_diff
+
 from .results import load_results
 
 SIGNALS = (
@@ -87,6 +88,33 @@ def plot_curves(metrics: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.legend()
         ax.grid(alpha=0.3)
         path = out_dir / "inloop_cruxeval.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+
+    indist = [
+        (s["step"], s["metrics"]["eval_indist"])
+        for s in steps
+        if (s.get("metrics") or {}).get("eval_indist")
+    ]
+    if indist:
+        fig, ax = plt.subplots(figsize=(6.4, 3.6))
+        for tt in ("deduction", "abduction", "induction"):
+            pts = [(step, e[tt]) for step, e in indist if tt in e]
+            if not pts:
+                continue
+            xs = [p[0] for p in pts]
+            ax.plot(xs, [p[1]["score"] for p in pts], marker="o", label=tt)
+            ax.fill_between(
+                xs, [p[1]["ci_low"] for p in pts], [p[1]["ci_high"] for p in pts], alpha=0.2
+            )
+        ax.set_xlabel("step")
+        ax.set_ylabel("pass@1 (greedy)")
+        ax.set_title("in-loop held-out set (in-distribution, 95% CI)")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        path = out_dir / "inloop_indist.png"
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .metrics import bootstrap_ci, pass_at_k
+from azr.common.stats import bootstrap_ci, pass_at_k
 
 
 @dataclass

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .datasets import Bench
+from .datasets import INDIST_BENCHES, Bench, latest_heldout
 from .engines import EngineSession, make_engine, resolve_model
 from .executor_proc import executor_url
 from .grader import ExecutorGrader
@@ -33,6 +33,7 @@ class EvalRequest:
     executor_url: str | None = None  # default: settings.executor.url only if set in the env
     max_tokens: int | None = None
     batch_size: int = 16
+    heldout: Path | None = None  # indist benches; default: the newest run's exported set
 
 
 def run_eval(
@@ -59,6 +60,9 @@ def run_eval(
         resamples=ev.bootstrap_resamples,
         close_answers=settings.inference.close_answers,
     )
+    heldout = None
+    if any(b in INDIST_BENCHES for b in req.benches):
+        heldout = req.heldout or latest_heldout(settings.data_dir)
     summaries: list[dict[str, Any]] = []
     engine = make_engine(engine_name, model.path, settings)
     # The engine is entered first so that on exit (or Ctrl-C / SIGTERM) the executor's worker and
@@ -72,7 +76,7 @@ def run_eval(
             settings=settings,
             log_path=_log_path(out_dir),
         ) as url,
-        ExecutorGrader(url) as grader,
+        ExecutorGrader(url, token=settings.service_token) as grader,
     ):
         for bench in req.benches:
 
@@ -87,6 +91,7 @@ def run_eval(
                 config,
                 limit=req.limit,
                 cruxeval_path=ev.cruxeval_path,
+                indist_path=heldout,
                 renderer=session.render,
                 progress=tick,
                 meta={
@@ -96,6 +101,7 @@ def run_eval(
                     "model_version": model.version,
                     **session.info(),
                     "close_answers": config.close_answers,
+                    **({"heldout_file": str(heldout)} if bench in INDIST_BENCHES else {}),
                 },
             )
             jsonl, summary_path = save_run(out_dir, results, summary)
@@ -112,3 +118,25 @@ def _log_path(out_dir: Path) -> Path:
 
 def print_table(summaries: Sequence[dict[str, Any]]) -> str:
     return format_table(list(summaries))
+
+
+def compare_to(baseline: str, summaries: Sequence[dict[str, Any]], out_dir: Path) -> str:
+    """Markdown rows: each evaluated bench against the same bench's results of `baseline`
+    (a model label such as ``base`` or ``v000010``, evaluated earlier into the same folder),
+    paired by problem, with a paired bootstrap 95% CI of the difference."""
+    from .report import compare, markdown_row
+
+    lines = [
+        f"| benchmark | n | {baseline} | {summaries[0].get('model_label', 'model')} "
+        "| difference (paired 95% CI) | reading |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        before = out_dir / f"{baseline}.{s['bench']}.jsonl"
+        after = out_dir / s["files"]["results"]
+        if not before.is_file():
+            lines.append(f"| {s['bench']} | - | no {before.name} | | | |")
+            continue
+        resamples = int(s.get("bootstrap", {}).get("resamples", 2000))
+        lines.append(markdown_row(s["bench"], compare(before, after, resamples=resamples)))
+    return "\n".join(lines)

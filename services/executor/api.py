@@ -10,15 +10,13 @@ from typing import Any
 import redis
 from celery import Celery, group
 from celery.exceptions import TimeoutError as CeleryTimeout
-from fastapi import FastAPI, HTTPException, status
+from fastapi import Depends, FastAPI, HTTPException, status
 from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from azr.common.http import install_common
-from azr.settings import Settings, get_settings
-from services.executor.celery_app import live_workers, make_celery
-from services.executor.schemas import (
+from azr.common.http import install_common, optional_bearer
+from azr.contracts.executor import (
     RunRequest,
     RunResponse,
     ValidateRequest,
@@ -26,6 +24,9 @@ from services.executor.schemas import (
     VerifyRequest,
     VerifyResponse,
 )
+from azr.settings import Settings, get_settings
+from services.executor.celery_app import live_workers, make_celery
+from services.executor.sandbox import missing_layers
 
 EXECUTIONS = Counter(
     "azr_executor_executions", "Items executed, by endpoint and result status", ["kind", "status"]
@@ -66,7 +67,7 @@ REGISTRY.register(_QUEUE_DEPTH)
 def create_app(redis_url: str, settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     cfg = settings.executor
-    celery: Celery = make_celery(redis_url)
+    celery: Celery = make_celery(redis_url, cfg)
     client = redis.Redis.from_url(redis_url, socket_timeout=2)
     _QUEUE_DEPTH.client, _QUEUE_DEPTH.queue = client, cfg.queue
 
@@ -77,17 +78,47 @@ def create_app(redis_url: str, settings: Settings | None = None) -> FastAPI:
             return {"ready": False, "reason": f"redis unreachable: {exc}"}
         report: dict[str, Any] = {"ready": bool(workers), "workers": len(workers)}
         if workers:
+            layers = next(iter(workers.values()))["layers"]
             report["layers"] = {
                 name: ("active" if layer["active"] else f"unavailable: {layer['detail']}")
-                for name, layer in next(iter(workers.values()))["layers"].items()
+                for name, layer in layers.items()
             }
             report["layers"]["static_checks"] = "active"
+            # fail closed: a missing layer is not ready unless a degraded sandbox is allowed
+            missing = missing_layers(layers, cfg.runtime)
+            if missing and not cfg.allow_degraded_sandbox:
+                report["ready"] = False
+                report["reason"] = f"isolation layers missing: {', '.join(missing)}"
         else:
-            report["reason"] = "no executor worker has registered (or none is alive)"
+            report["reason"] = (
+                "no executor worker has registered (or none is alive; a worker whose sandbox "
+                "lacks a layer refuses to start unless AZR_EXECUTOR__ALLOW_DEGRADED_SANDBOX)"
+            )
         return report
 
     app = FastAPI(title="AZR executor", version="0.1.0")
-    install_common(app, ready=ready)
+    install_common(app, ready=ready, max_body_bytes=settings.max_body_bytes)
+    # the data routes need the service token when one is set (see require_token_for_bind)
+    auth = [Depends(optional_bearer(lambda: settings.service_token))]
+
+    @app.get("/v1/sandbox", tags=["executor"])
+    def sandbox() -> dict[str, Any]:
+        """The isolation layers a live worker's fork-servers report, the runtime (native or
+        runsc = gVisor) and which required layers are missing."""
+        try:
+            workers = live_workers(client)
+        except redis.RedisError as exc:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, f"redis unreachable: {exc}"
+            ) from None
+        layers = next(iter(workers.values()))["layers"] if workers else {}
+        return {
+            "runtime": cfg.runtime,
+            "workers": len(workers),
+            "layers": layers,
+            "missing": missing_layers(layers, cfg.runtime) if workers else [],
+            "degraded_allowed": cfg.allow_degraded_sandbox,
+        }
 
     def dispatch(kind: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if len(items) > cfg.max_batch_items:
@@ -103,9 +134,16 @@ def create_app(redis_url: str, settings: Settings | None = None) -> FastAPI:
         try:
             parts = result.get(timeout=cfg.request_timeout_s, propagate=True)
         except CeleryTimeout:
-            result.revoke()
+            # terminate: a chunk already running is stopped too, not only the queued ones
+            result.revoke(terminate=True, signal="SIGTERM")
             raise HTTPException(
                 status.HTTP_504_GATEWAY_TIMEOUT, "the executor workers did not answer in time"
+            ) from None
+        except Exception as exc:  # a chunk failed in its worker (over its budget, refused)
+            result.revoke(terminate=True, signal="SIGTERM")
+            raise HTTPException(
+                status.HTTP_502_BAD_GATEWAY,
+                f"an executor worker failed a chunk: {type(exc).__name__}: {exc}",
             ) from None
         finally:
             result.forget()
@@ -120,7 +158,7 @@ def create_app(redis_url: str, settings: Settings | None = None) -> FastAPI:
                     f"items[{i}].program is over {cfg.max_program_chars} characters",
                 )
 
-    @app.post("/v1/run", response_model=RunResponse, tags=["executor"])
+    @app.post("/v1/run", response_model=RunResponse, tags=["executor"], dependencies=auth)
     def run(body: RunRequest) -> RunResponse:
         """Run programs with the runtime sandbox only (no static checks): `output` is
         `repr(f(*args))` of the argument text `input`."""
@@ -137,7 +175,7 @@ def create_app(redis_url: str, settings: Settings | None = None) -> FastAPI:
             ITEM_LATENCY.observe(r["duration_ms"] / 1000.0)
         return RunResponse.model_validate({"results": results})
 
-    @app.post("/v1/validate", response_model=ValidateResponse, tags=["executor"])
+    @app.post("/v1/validate", response_model=ValidateResponse, tags=["executor"], dependencies=auth)
     def validate(body: ValidateRequest) -> ValidateResponse:
         """Validate proposals: static checks, two calls per input, a second process with another
         hash seed; gold outputs come back in `outputs`."""
@@ -147,7 +185,7 @@ def create_app(redis_url: str, settings: Settings | None = None) -> FastAPI:
             EXECUTIONS.labels("validate", r["status"]).inc()
         return ValidateResponse.model_validate({"results": results})
 
-    @app.post("/v1/verify", response_model=VerifyResponse, tags=["executor"])
+    @app.post("/v1/verify", response_model=VerifyResponse, tags=["executor"], dependencies=auth)
     def verify(body: VerifyRequest) -> VerifyResponse:
         """Verify answers: deduction (value equality of literals), abduction (re-execution),
         induction (every hidden pair must be reproduced)."""

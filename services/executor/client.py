@@ -7,7 +7,8 @@ from typing import Any
 
 import httpx
 
-from services.executor.schemas import (
+from azr.common.retry import RetryPolicy, request_with_retry
+from azr.contracts.executor import (
     RunItem,
     RunResult,
     ValidateItem,
@@ -41,23 +42,47 @@ def _results(response: httpx.Response) -> list[dict[str, Any]]:
     return results
 
 
-class ExecutorClient:
-    """Sync client. Items may be the schema models or plain dicts."""
+def _headers(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
-    def __init__(self, base_url: str, timeout_s: float = 660.0) -> None:
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s)
+
+class ExecutorClient:
+    """Sync client. Items may be the schema models or plain dicts. `token`: the executor's
+    service token (AZR_SERVICE_TOKEN), sent as a bearer token when set. With `retry`, a
+    transport error or a 502/503/504 is retried (azr/common/retry.py; the calls are idempotent)
+    and `ServiceUnavailable` names the executor once the attempts are spent."""
+
+    def __init__(
+        self,
+        base_url: str,
+        timeout_s: float = 660.0,
+        token: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"), timeout=timeout_s, headers=_headers(token)
+        )
+        self._retry = retry
+
+    def _post(self, path: str, items: Sequence[Any]) -> list[dict[str, Any]]:
+        body = {"items": _items(items)}
+
+        def send() -> httpx.Response:
+            return self._http.post(path, json=body)
+
+        if self._retry is None:
+            return _results(send())
+        what = f"POST {path}"
+        return _results(request_with_retry(send, service="executor", what=what, policy=self._retry))
 
     def run(self, items: Sequence[RunItem | dict[str, Any]]) -> list[RunResult]:
-        r = self._http.post("/v1/run", json={"items": _items(items)})
-        return [RunResult.model_validate(x) for x in _results(r)]
+        return [RunResult.model_validate(x) for x in self._post("/v1/run", items)]
 
     def validate(self, items: Sequence[ValidateItem | dict[str, Any]]) -> list[ValidateResult]:
-        r = self._http.post("/v1/validate", json={"items": _items(items)})
-        return [ValidateResult.model_validate(x) for x in _results(r)]
+        return [ValidateResult.model_validate(x) for x in self._post("/v1/validate", items)]
 
     def verify(self, items: Sequence[VerifyItem | dict[str, Any]]) -> list[VerifyResult]:
-        r = self._http.post("/v1/verify", json={"items": _items(items)})
-        return [VerifyResult.model_validate(x) for x in _results(r)]
+        return [VerifyResult.model_validate(x) for x in self._post("/v1/verify", items)]
 
     def ready(self) -> dict[str, Any]:
         body: dict[str, Any] = self._http.get("/readyz").json()
@@ -71,37 +96,3 @@ class ExecutorClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class AsyncExecutorClient:
-    """The same calls for asyncio callers."""
-
-    def __init__(self, base_url: str, timeout_s: float = 660.0) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout_s)
-
-    async def run(self, items: Sequence[RunItem | dict[str, Any]]) -> list[RunResult]:
-        r = await self._http.post("/v1/run", json={"items": _items(items)})
-        return [RunResult.model_validate(x) for x in _results(r)]
-
-    async def validate(
-        self, items: Sequence[ValidateItem | dict[str, Any]]
-    ) -> list[ValidateResult]:
-        r = await self._http.post("/v1/validate", json={"items": _items(items)})
-        return [ValidateResult.model_validate(x) for x in _results(r)]
-
-    async def verify(self, items: Sequence[VerifyItem | dict[str, Any]]) -> list[VerifyResult]:
-        r = await self._http.post("/v1/verify", json={"items": _items(items)})
-        return [VerifyResult.model_validate(x) for x in _results(r)]
-
-    async def ready(self) -> dict[str, Any]:
-        body: dict[str, Any] = (await self._http.get("/readyz")).json()
-        return body
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def __aenter__(self) -> AsyncExecutorClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()

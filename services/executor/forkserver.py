@@ -5,8 +5,15 @@ Spare children are forked in bursts and lock themselves down *before* their jobs
 sandbox set-up overlaps the previous job and a job costs little more than two pipe writes and a
 reap; see docs/executor.md, "Performance", for what a child costs and why.
 
+This process is on the *trusted* side: it never runs model code. Every child is a fresh process
+for exactly one (program, input) evaluation; what a child writes back is parsed here strictly
+(`parse_frame`: size-capped, a known set of statuses, UTF-8, the expected number of outputs) and
+anything else is that job's ``error``, never the batch's.
+
 Protocol on stdin/stdout: 4-byte big-endian length + JSON. First message in: the config; first
-message out: the layer report. Then requests ``{"jobs": [...]}`` -> ``{"results": [...]}``.
+message out: the layer report. Then requests ``{"jobs": [...]}`` -> ``{"results": [...]}``, one
+job being ``{"program", "input", "repeat", "timeout_s", "max_output"}`` and one result
+``{"status", "outputs" | "error", "duration_ms"}``.
 Run as ``python -S -s -m services.executor.forkserver`` with an empty environment (plus
 PYTHONHASHSEED)."""
 
@@ -16,6 +23,7 @@ import ctypes
 import gc
 import json
 import os
+import resource
 import select
 import signal
 import struct
@@ -78,7 +86,12 @@ for _name in PRELOAD:
 
 from services.executor import sandbox_layers as layers  # noqa: E402
 from services.executor.sandbox_child import (  # noqa: E402
+    CHILD_STATUSES,
+    MAX_ERROR_CHARS,
+    READY,
+    SETUP_FAILED,
     BuiltinsGuard,
+    encode_job,
     prepare_server,
     run_child,
     warm_up,
@@ -110,7 +123,6 @@ _SIGNAL_STATUS = {
     signal.SIGABRT: ("error", "aborted"),
     signal.SIGXFSZ: ("forbidden", "file size limit reached (writes are not allowed)"),
 }
-_STATUSES = {"ok", "error", "timeout", "memory", "forbidden", "output_limit"}
 
 
 @dataclass
@@ -118,7 +130,6 @@ class Child:
     pid: int
     job_w: int
     result_r: int
-    token: bytes
 
 
 class ForkServer:
@@ -131,25 +142,30 @@ class ForkServer:
     ) -> None:
         self.prepared = prepared
         self.limits = limits
+        prepared.child_rlimits = layers.child_rlimits(limits)
         self.guard = guard
         self.spares: list[Child] = []
         self.batch = max(1, batch)
         self.fork: Callable[[], int] = _fork
+        self.spawned = 0
+        self.setup_failures = 0
+        self.last_setup_error = ""
 
     def spawn(self) -> Child:
         job_r, job_w = os.pipe()
         result_r, result_w = os.pipe()
-        token = os.urandom(16)
+        slot = self.spawned
+        self.spawned += 1
         pid = self.fork()
         if pid == 0:  # pragma: no cover - the child never returns
             try:
                 assert self.guard is not None, "prepare_server() first"
-                run_child(job_r, result_w, token, self.prepared, self.limits, self.guard)
+                run_child(job_r, result_w, self.prepared, self.limits, self.guard, slot)
             finally:
                 os._exit(70)
         os.close(job_r)
         os.close(result_w)
-        return Child(pid, job_w, result_r, token)
+        return Child(pid, job_w, result_r)
 
     def spare_pids(self) -> list[int]:
         return [c.pid for c in self.spares]
@@ -166,25 +182,66 @@ class ForkServer:
             self.refill()
         child = self.spares.pop()
         t0 = time.monotonic()
-        payload = json.dumps(job).encode()
         timeout_s = float(job.get("timeout_s") or self.limits.cpu_s)
-        try:
-            _write_all(child.job_w, struct.pack("!I", len(payload)) + payload)
-        except OSError:
-            pass  # the child died during set-up; its exit status tells why
-        os.close(child.job_w)
-        if not self.spares:
-            self.refill()  # the next jobs' children lock down while this one runs
-        n_calls = max(1, len(job.get("args") or job.get("pairs") or []))
-        cap = (1 << 20) + 16 * int(job.get("max_output", 4000)) * n_calls
-        result = self._collect(child, t0 + timeout_s, cap)
+        repeat = max(1, int(job.get("repeat") or 1))
+        max_output = int(job.get("max_output") or 4000)
+        failure = self._await_ready(child, t0 + 5.0)
+        if failure is not None:
+            result = self._reap(child, {"status": "error", "error": failure})
+        else:
+            payload = encode_job(
+                str(job.get("program", "")),
+                str(job.get("input", "")),
+                repeat,
+                max_output,
+                timeout_s,
+            )
+            try:
+                _write_all(child.job_w, payload)
+            except OSError:
+                pass  # the child died; its exit status tells why
+            os.close(child.job_w)
+            child.job_w = -1
+            if not self.spares:
+                self.refill()  # the next jobs' children lock down while this one runs
+            cap = 64 + MAX_ERROR_CHARS * 4 + repeat * (4 * max_output + 1)
+            result = self._collect(child, t0 + timeout_s, cap, repeat, max_output)
         result["duration_ms"] = (time.monotonic() - t0) * 1000.0
         return result
 
-    def _collect(self, child: Child, deadline: float, cap: int) -> dict[str, Any]:
+    def _await_ready(self, child: Child, deadline: float) -> str | None:
+        """Read the one byte a child writes when its set-up is done. A child that reports a
+        set-up failure (or dies before it is ready) is counted: the worker replaces a fork-server
+        whose children fail set-up."""
+        poller = select.poll()
+        poller.register(child.result_r, select.POLLIN | select.POLLHUP)
+        first = b""
+        if poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
+            first = os.read(child.result_r, 1)
+        if first == READY:
+            return None
+        detail = "no ready signal"
+        if first == SETUP_FAILED:
+            detail = os.read(child.result_r, MAX_ERROR_CHARS).decode("utf-8", "replace")
+        self.setup_failures += 1
+        self.last_setup_error = detail
+        return f"sandbox setup failed: {detail}"
+
+    def _reap(self, child: Child, result: dict[str, Any]) -> dict[str, Any]:
+        if child.job_w >= 0:
+            os.close(child.job_w)
+        _kill_group(child.pid)
+        os.waitpid(child.pid, 0)
+        os.close(child.result_r)
+        return result
+
+    def _collect(
+        self, child: Child, deadline: float, cap: int, repeat: int, max_output: int
+    ) -> dict[str, Any]:
         data = bytearray()
         killed_for: str | None = None
-        pidfd = os.pidfd_open(child.pid)
+        pidfd = _pidfd(child.pid)
+        reaped: tuple[int, float] | None = None
         try:
             poller = select.poll()
             poller.register(child.result_r, select.POLLIN | select.POLLHUP)
@@ -205,32 +262,60 @@ class ForkServer:
                     break
             if killed_for is None:
                 # EOF: the child is exiting; give it until the deadline to be gone
-                left = max(0.0, deadline - time.monotonic())
-                if not select.select([pidfd], [], [], left)[0]:
-                    killed_for = "timeout"
+                if pidfd >= 0:
+                    left = max(0.0, deadline - time.monotonic())
+                    if not select.select([pidfd], [], [], left)[0]:
+                        killed_for = "timeout"
+                else:  # no pidfd_open (gVisor): poll for the exit
+                    while reaped is None and time.monotonic() < deadline:
+                        reaped = _wait(child.pid, os.WNOHANG)
+                        if reaped is None:
+                            time.sleep(0.0005)
+                    if reaped is None:
+                        killed_for = "timeout"
         finally:
-            _kill_group(child.pid)
-            _, status, usage = os.wait4(child.pid, 0)
-            os.close(pidfd)
+            if reaped is None:
+                _kill_group(child.pid)
+                reaped = _wait(child.pid, 0)
+            status, cpu_s = reaped or (0, 0.0)
+            if pidfd >= 0:
+                os.close(pidfd)
             os.close(child.result_r)
-        frame = _parse_frame(bytes(data), child.token)
-        if frame is not None and killed_for is None:
-            return frame
         if killed_for == "timeout":
             return {"status": "timeout", "error": "wall-clock limit reached"}
         if killed_for == "output_limit":
             return {"status": "output_limit", "error": "wrote too much into the result pipe"}
-        if frame is not None:
-            return frame
-        return _status_from_exit(status, usage.ru_utime + usage.ru_stime, self.limits)
+        if os.WIFSIGNALED(status) or os.WEXITSTATUS(status) != 0:
+            # how the process ended outranks anything it wrote before
+            return _status_from_exit(status, cpu_s, self.limits)
+        return parse_frame(bytes(data), repeat, max_output)
 
     def close(self) -> None:
         while self.spares:
-            spare = self.spares.pop()
-            os.close(spare.job_w)
-            _kill_group(spare.pid)
-            os.waitpid(spare.pid, 0)
-            os.close(spare.result_r)
+            self._reap(self.spares.pop(), {})
+
+
+_getrusage = resource.getrusage  # kept here: children must not find `resource` in sys.modules
+
+
+def _wait(pid: int, flags: int) -> tuple[int, float] | None:
+    """Reap `pid`: (status, its CPU seconds), or None when WNOHANG found it still running.
+    Not os.wait4: that imports `resource` by name, which would put the module back into
+    sys.modules (where every later child could find it) or fail where it can't be read."""
+    before = _getrusage(resource.RUSAGE_CHILDREN)
+    got, status = os.waitpid(pid, flags)
+    if not got:
+        return None
+    after = _getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return status, cpu
+
+
+def _pidfd(pid: int) -> int:
+    try:
+        return os.pidfd_open(pid)
+    except OSError:  # ENOSYS under gVisor
+        return -1
 
 
 def _kill_group(pid: int) -> None:
@@ -251,19 +336,30 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def _parse_frame(data: bytes, token: bytes) -> dict[str, Any] | None:
-    at = data.find(token)
-    if at < 0 or len(data) < at + len(token) + 4:
-        return None
-    (size,) = struct.unpack("!I", data[at + len(token) : at + len(token) + 4])
-    body = data[at + len(token) + 4 : at + len(token) + 4 + size]
+def parse_frame(data: bytes, repeat: int, max_output: int) -> dict[str, Any]:
+    """A child's frame, ``<status>\\n<body>``, read as hostile bytes: a known status, UTF-8, and for
+    ``ok`` exactly `repeat` outputs of at most `max_output` characters each. Anything else is
+    this job's error (never an exception, never another job's problem). Whether the outputs are
+    literals, equal or deterministic is decided by the worker."""
+    head, sep, body = data.partition(b"\n")
+    status = head.decode("ascii", "replace")
+    if not sep or status not in CHILD_STATUSES:
+        return {"status": "error", "error": "the child wrote no well-formed result frame"}
     try:
-        frame = json.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(frame, dict) or frame.get("status") not in _STATUSES:
-        return None
-    return frame
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"status": "error", "error": "the result frame is not UTF-8"}
+    if status != "ok":
+        return {"status": status, "error": text[:MAX_ERROR_CHARS]}
+    outputs = text.split("\x00")
+    if len(outputs) != repeat:
+        return {
+            "status": "error",
+            "error": f"expected {repeat} output(s), the frame has {len(outputs)}",
+        }
+    if any(len(out) > max_output for out in outputs):
+        return {"status": "output_limit", "error": f"an output is over {max_output} characters"}
+    return {"status": "ok", "outputs": outputs}
 
 
 def _status_from_exit(status: int, cpu_s: float, limits: layers.Limits) -> dict[str, Any]:
@@ -309,9 +405,8 @@ def write_message(fd: int, message: Any) -> None:
 
 
 SELF_TEST_JOB = {
-    "kind": "call",
     "program": "def f(x):\n    return [x, x * 2]",
-    "args": ["21"],
+    "input": "21",
     "repeat": 2,
     "timeout_s": 5.0,
     "max_output": 100,
@@ -330,6 +425,14 @@ def _seccomp_from_config(config: dict[str, Any]) -> tuple[layers.LayerStatus, by
     ), bpf
 
 
+def _host_pid() -> int:
+    """Our pid as the host sees it (/proc is the host's mount even inside our PID namespace)."""
+    try:
+        return int(os.readlink("/proc/self"))
+    except (OSError, ValueError):
+        return os.getpid()
+
+
 def _threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
@@ -339,12 +442,37 @@ def main() -> None:
     proto_out = os.dup(1)
     os.dup2(2, 1)  # nothing printed by accident may corrupt the protocol
     config = read_message(proto_in) or {}
+    if config.get("run_as"):  # become an unprivileged server (no capabilities left)
+        uid, gid = (int(x) for x in config["run_as"])
+        os.setgroups([])
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+    userns: layers.LayerStatus | None = None
+    if os.geteuid() != 0 and config.get("userns", True):
+        userns = layers.enter_userns()
+    pidns: layers.LayerStatus | None = None
+    if config.get("pidns", True):
+        pidns, inner = layers.enter_pidns()
+        if inner:  # this process only stands in for the fork-server (pid 1 of the namespace)
+            os.closerange(0, 2)
+            os.close(proto_out)
+            _, status = os.waitpid(inner, 0)
+            os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
     limits = layers.Limits(**config.get("limits", {}))
+    uid_base = config.get("uid_base")
     prepared = layers.prepare_layers(
         read_trees=config.get("read_trees") or [],
         netns=bool(config.get("netns", True)),
         seccomp=_seccomp_from_config(config),
+        uid_base=int(uid_base) if uid_base is not None else None,
+        pidns=pidns,
     )
+    if userns is not None:
+        prepared.status["userns"] = userns
+        if userns.active and not layers.drop_capabilities():
+            prepared.status["userns"] = layers.LayerStatus(
+                False, "could not drop the capabilities the user namespace gave"
+            )
     for name, st in prepared.status.items():
         if not st.active:
             sys.stderr.write(
@@ -357,18 +485,21 @@ def main() -> None:
     os.environ.clear()  # children inherit an empty environment
     server.guard = prepare_server()
     warm_up(server.guard)
+    host_pid = _host_pid()
+    layers.lock_server(prepared, limits)
     # Park every object loaded so far outside the collector's reach: a child's gc pass would
     # otherwise touch (and copy-on-write) the whole inherited heap.
     gc.collect()
     gc.freeze()
     probe = server.run(dict(SELF_TEST_JOB))
-    calls = probe.get("calls") or [{}]
-    ok = probe.get("status") == "ok" and calls[0].get("output") == "[21, 42]"
+    ok = probe.get("status") == "ok" and probe.get("outputs") == ["[21, 42]", "[21, 42]"]
     write_message(
         proto_out,
         {
             "pid": os.getpid(),
+            "host_pid": host_pid,
             "spares": server.spare_pids(),
+            "setup_failures": server.setup_failures,
             "self_test": {"ok": ok, "result": probe},
             "layers": {k: v.as_dict() for k, v in prepared.status.items()},
         },
@@ -380,7 +511,15 @@ def main() -> None:
                 break
             results = [server.run(job) for job in request.get("jobs", [])]
             # the spares' pids let a caller check that no other child outlived its job
-            write_message(proto_out, {"results": results, "spares": server.spare_pids()})
+            write_message(
+                proto_out,
+                {
+                    "results": results,
+                    "spares": server.spare_pids(),
+                    "setup_failures": server.setup_failures,
+                    "setup_error": server.last_setup_error,
+                },
+            )
     finally:
         server.close()  # the working directory was removed at start-up already
 

@@ -110,11 +110,22 @@ def wait_ready(redis_url: str, n_processes: int = 1, timeout_s: float = 90.0) ->
 def serve(host: str | None = None, port: int | None = None, role: str = "executor") -> None:
     import uvicorn
 
+    from azr.common.http import InsecureBind, require_token_for_bind
     from azr.common.redis_server import resolve_redis_url
     from services.executor.api import create_app
 
     settings = get_settings()
     logging.basicConfig(level=settings.log_level)
+    try:
+        # importing the Celery app checks the visibility timeout against the chunk budget
+        from services.executor.celery_app import visibility_timeout_s
+
+        visibility_timeout_s(settings.executor)
+        if role != "executor-worker":
+            host = host or settings.executor.host
+            require_token_for_bind("executor", host, settings.service_token)
+    except (ValueError, InsecureBind) as exc:  # VisibilityTimeoutTooShort is a ValueError
+        raise SystemExit(str(exc)) from None
     url, embedded = resolve_redis_url(
         settings.data_dir, os.environ.get("AZR_REDIS_URL") or settings.redis_url
     )

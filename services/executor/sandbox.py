@@ -1,14 +1,20 @@
 """The worker-side handle on fork-server processes.
 
 `ForkServerProcess` starts ``python -S -s -m services.executor.forkserver`` with an empty
-environment (plus its own PYTHONHASHSEED) and talks the length-prefixed JSON protocol to it.
-`SandboxPair` owns two of them with different hash seeds: the primary runs every job, the
-secondary repeats validation calls so that hash-seed-dependent programs are caught."""
+environment (plus its own PYTHONHASHSEED) and talks the length-prefixed JSON protocol to it;
+with ``runtime="runsc"`` the fork-server runs inside gVisor (``runsc do``). `SandboxPair` owns
+two of them with different hash seeds: the primary runs every job, the secondary repeats
+validation calls so that hash-seed-dependent programs are caught.
+
+Fail closed: a fork-server whose report lacks a layer the runtime should have makes
+`SandboxPair.start` raise `SandboxDegraded` unless the configuration allows a degraded sandbox,
+and a fork-server whose children fail their set-up is replaced."""
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -39,14 +45,49 @@ class SandboxUnavailable(RuntimeError):
     """The fork-server could not be started or died and could not be restarted."""
 
 
+class SandboxDegraded(SandboxUnavailable):
+    """A required isolation layer is missing and a degraded sandbox is not allowed."""
+
+
+# Layers every fork-server must report active, by runtime. Inside gVisor there is no Landlock
+# (its own kernel, the Sentry, stands between the children and the host instead).
+_REQUIRED = (
+    "netns",
+    "ipcns",
+    "pidns",
+    "rlimits",
+    "drop_privileges",
+    "seccomp",
+    "landlock",
+    "workdir",
+    "close_fds",
+    "audit_hook",
+)
+REQUIRED_LAYERS = {
+    "native": _REQUIRED,
+    "runsc": tuple(name for name in _REQUIRED if name != "landlock"),
+}
+# present only without root; when present it must be active (it carries the namespaces)
+_REQUIRED_IF_REPORTED = ("userns",)
+UID_BASE = 200_000  # children of fork-server `seed` take uids UID_BASE + seed % 50_000 * 64 + k
+
+
 @dataclass
 class SandboxConfig:
     cpu_s: int = 10
     memory_mb: int = 512
     open_files: int = 16
     netns: bool = True
+    pidns: bool = True
+    userns: bool = True  # without root: namespaces through a user namespace where allowed
     read_trees: list[str] = field(default_factory=list)
     spares: int = 8  # pre-forked, locked-down children each fork-server keeps ready
+    runtime: str = "native"  # or "runsc": the fork-servers run inside gVisor
+    allow_degraded: bool = False
+    distinct_uids: bool = True
+    # (uid, gid) the fork-server switches to first thing, losing every capability: the
+    # non-root mode of the chart (uid 10001), reproducible from a root worker
+    run_as: tuple[int, int] | None = None
 
     @classmethod
     def from_settings(cls) -> SandboxConfig:
@@ -57,7 +98,27 @@ class SandboxConfig:
             cpu_s=max(s.cpu_s, int(s.max_timeout_s) + 1),
             memory_mb=s.memory_mb,
             spares=s.spare_children,
+            runtime=s.runtime,
+            allow_degraded=s.allow_degraded_sandbox,
         )
+
+
+def runsc_available() -> str | None:
+    """Why gVisor can't be used here, or None when it can (`runsc do` needs root)."""
+    if shutil.which("runsc") is None:
+        return "runsc is not installed (Debian package runsc)"
+    if os.geteuid() != 0:
+        return "runsc do needs root"
+    return None
+
+
+def missing_layers(layers: dict[str, Any], runtime: str) -> list[str]:
+    """The required layers a fork-server's report lacks (or reports inactive)."""
+    wanted = REQUIRED_LAYERS.get(runtime, _REQUIRED)
+    missing = [n for n in wanted if not (layers.get(n) or {}).get("active")]
+    return missing + [
+        n for n in _REQUIRED_IF_REPORTED if n in layers and not (layers[n] or {}).get("active")
+    ]
 
 
 class ForkServerProcess:
@@ -67,7 +128,24 @@ class ForkServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.hello: dict[str, Any] = {}
         self.spare_pids: list[int] = []  # as of the last reply
+        self.server_pid: int | None = None  # the serving process as the host sees it
+        self.replaced = 0  # fork-servers replaced because their children failed set-up
         self._lock = threading.Lock()
+
+    def command(self) -> list[str]:
+        # -S: no site-packages. The fork-server needs only the stdlib and this repository (on
+        # PYTHONPATH); skipping site keeps its heap and its mappings, which every fork copies, small.
+        cmd = [sys.executable, "-S", "-s", "-B", "-m", "services.executor.forkserver"]
+        if self.config.runtime == "runsc":
+            why = runsc_available()
+            if why is not None:
+                raise SandboxUnavailable(f"runtime runsc: {why}")
+            # a gVisor sandbox without network; the host filesystem is seen read-only through
+            # an overlay; -quiet keeps runsc's own messages off the protocol pipe
+            cmd = ["runsc", "--network=none", "do", "-quiet", "-cwd", "/", "--", *cmd]
+        elif self.config.runtime != "native":
+            raise SandboxUnavailable(f"unknown sandbox runtime {self.config.runtime!r}")
+        return cmd
 
     def start(self) -> dict[str, Any]:
         env = {
@@ -76,10 +154,8 @@ class ForkServerProcess:
             "PATH": "/usr/bin:/bin",
             "LANG": "C.UTF-8",
         }
-        # -S: no site-packages. The fork-server needs only the stdlib and this repository (on
-        # PYTHONPATH); skipping site keeps its heap and its mappings, which every fork copies, small.
         self.proc = subprocess.Popen(
-            [sys.executable, "-S", "-s", "-B", "-m", "services.executor.forkserver"],
+            self.command(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -96,6 +172,12 @@ class ForkServerProcess:
                     "open_files": self.config.open_files,
                 },
                 "netns": self.config.netns,
+                "pidns": self.config.pidns,
+                "userns": self.config.userns,
+                "run_as": list(self.config.run_as) if self.config.run_as else None,
+                "uid_base": (
+                    UID_BASE + self.hash_seed % 50_000 * 64 if self.config.distinct_uids else None
+                ),
                 "read_trees": self.config.read_trees,
                 "seccomp": seccomp_filter(),
                 "spares": self.config.spares,
@@ -110,6 +192,14 @@ class ForkServerProcess:
             raise SandboxUnavailable(f"sandbox self-test failed: {hello.get('self_test')}")
         self.hello = hello
         self.spare_pids = [int(p) for p in hello.get("spares") or []]
+        self.server_pid = int(hello.get("host_pid") or self.proc.pid)
+        missing = missing_layers(hello.get("layers") or {}, self.config.runtime)
+        if missing and not self.config.allow_degraded:
+            self.stop()
+            raise SandboxDegraded(
+                f"isolation layers missing: {', '.join(missing)} (set "
+                "AZR_EXECUTOR__ALLOW_DEGRADED_SANDBOX=true to run without them)"
+            )
         return hello
 
     @property
@@ -136,6 +226,13 @@ class ForkServerProcess:
             raise EOFError("no reply from the fork-server")
         results: list[dict[str, Any]] = reply["results"]
         self.spare_pids = [int(p) for p in reply.get("spares") or []]
+        if reply.get("setup_failures"):
+            # its children can't lock down (a lowered limit, a broken layer): a fresh one
+            log.warning(
+                "fork-server children failed set-up (%s); replacing it", reply.get("setup_error")
+            )
+            self.replaced += 1
+            self.stop()
         return results
 
     def stop(self) -> None:
@@ -172,9 +269,13 @@ class SandboxPair:
 
     def report(self) -> dict[str, Any]:
         hello = self.primary.hello or {}
+        layers = hello.get("layers", {})
         return {
-            "layers": hello.get("layers", {}),
-            "pids": [self.primary.hello.get("pid"), self.secondary.hello.get("pid")],
+            "layers": layers,
+            "runtime": self.config.runtime,
+            "missing": missing_layers(layers, self.config.runtime),
+            "degraded_allowed": self.config.allow_degraded,
+            "pids": [self.primary.server_pid, self.secondary.server_pid],
         }
 
     def run(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:

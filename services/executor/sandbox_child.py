@@ -1,21 +1,28 @@
-"""What runs inside one forked sandbox child: lock the process down, wait for one job, run it,
-report one framed result on the result pipe, exit. Never returns.
+"""What runs inside one forked sandbox child: lock the process down, install the audit hook, wait
+for one job (one program on one input), run it, write one result frame, exit. Never returns.
 
-The result frame starts with a per-child random token that the fork-server generated, so text a
-hostile program writes into the result pipe cannot pass for a result."""
+The child is the *untrusted* side: model code runs here, so everything in this process must be
+assumed forgeable by it. It therefore holds nothing worth forging: no token, no gold value, no
+comparison, no verdict. It hands back bytes only, ``<status>\n<body>``, where the body is the
+repr of each call's value (NUL-separated) or an error class name and message; the fork-server
+parses that strictly (size-capped, a known set of statuses, see `forkserver.parse_frame`) and the
+worker decides everything (literal parsing, comparisons, determinism) in `azr.core.verification`.
+A program that writes its own frame can only claim what it could have returned anyway.
+
+The audit hook is installed unconditionally, before the job is read: there is no switch to turn
+it off, it holds no closure cell, and it is reachable from no frame (``sys._getframe`` is removed
+in the fork-server; traceback/generator frames are audited events it refuses)."""
 
 from __future__ import annotations
 
-import ast
 import builtins
-import json
 import os
+import resource
 import struct
 import sys
 from typing import Any, NoReturn
 
-from azr.core.checks import ARGS_CALLEE, parse_arguments
-from azr.core.verification import literal_equal, round_trips
+from azr.core.checks import ARGS_CALLEE
 from services.executor import sandbox_layers as layers
 
 # Modules a program may not reach even though the fork-server itself loaded them.
@@ -79,9 +86,11 @@ _DANGEROUS_IMPORTS = frozenset(
         "code",
         "pwd",
         "posix",
+        "_posixshmem",
+        "sysv_ipc",
     }
 )
-# Audit events refused once the program runs (prefix match on the event name).
+# Audit events refused once the hook is in (prefix match on the event name).
 _REFUSED_EVENT_PREFIXES = (
     "open",
     "os.",
@@ -105,6 +114,7 @@ _REFUSED_EVENT_PREFIXES = (
     "webbrowser.",
     "gc.get_",
     "sys._current_frames",
+    "sys._getframe",
     "sys.addaudithook",
     "sys.settrace",
     "sys.setprofile",
@@ -123,6 +133,12 @@ _REFUSED_EVENT_PREFIXES = (
     "msvcrt.",
     "socket",
 )
+# What a child may say about itself; `timeout` only ever comes from the fork-server.
+CHILD_STATUSES = frozenset({"ok", "error", "memory", "forbidden", "output_limit"})
+JOB_FD, RESULT_FD = 0, 1  # where a child finds its pipes
+READY = b"R"  # set-up done; the fork-server sends a job only after this byte
+SETUP_FAILED = b"F"
+MAX_ERROR_CHARS = 500
 
 
 class OutputLimitExceeded(BaseException):
@@ -149,19 +165,6 @@ class _CappedSink:
 
     def isatty(self) -> bool:
         return False
-
-
-_dumps = json.dumps  # bound at import: a program patching json cannot forge the frame
-
-
-def _frame(token: bytes, result: dict[str, Any]) -> bytes:
-    body = _dumps(result).encode()
-    return token + struct.pack("!I", len(body)) + body
-
-
-def _short(exc: BaseException, limit: int = 500) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class BuiltinsGuard:
@@ -214,13 +217,21 @@ def _version_tag_view(d: dict[str, Any]) -> Any:
         return None
 
 
+_HOOK: Any = None  # made once in the fork-server (`prepare_server`) for every child
+
+
 def prepare_server() -> BuiltinsGuard:
     """Once in the fork-server, before it forks anything: hide the modules programs must not reach
-    (the server keeps its own references) and snapshot the builtins. Doing this per child would
+    (the server keeps its own references), remove ``sys._getframe`` (the one frame source that
+    raises no audit event on Python 3.11) and snapshot the builtins. Doing this per child would
     touch, and so copy-on-write, those objects in every child."""
+    global _HOOK
+    _HOOK = _make_audit_hook(RESULT_FD)
     guard = BuiltinsGuard()  # first: it needs ctypes, which is hidden next
     for name in _HIDDEN_MODULES:
         sys.modules.pop(name, None)
+    if hasattr(sys, "_getframe"):
+        del sys._getframe  # stdlib callers (enum, typing, namedtuple) handle its absence
     return guard
 
 
@@ -229,116 +240,160 @@ def warm_up(guard: BuiltinsGuard, rounds: int = 30) -> None:
     objects are already quickened and specialised when a child inherits them. Otherwise every
     child would do that work again and copy-on-write each code object it touches."""
     job = {
-        "kind": "call",
         "program": "def f(a, b=2):\n    return {'s': [a + b, (a, b)], 't': {a * b}}",
-        "args": ["3", "4, b=5", "'x', 'y'"],
+        "input": "4, b=5",
         "repeat": 2,
         "max_output": 1000,
+        "timeout_s": 5.0,
     }
-    body = _dumps(job).encode()
-    for _ in range(rounds):
-        parsed = json.loads(body)
-        result = _run_calls(parsed, guard)
-        _frame(b"", result)
-        _frame(b"", _run_compare({"pairs": [["[1, 2.0]", "[1.0, 2]"], ["{1: (2,)}", "{1: [2]}"]]}))
-        _short(ValueError("x"))
+    r, w = os.pipe()
+    try:
+        for _ in range(rounds):
+            os.write(w, encode_job(job["program"], job["input"], 2, 1000, 5.0))  # type: ignore[arg-type]
+            _frame(*_evaluate(_read_job(r), guard))
+            _frame("error", _short(ValueError("x")))
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 def run_child(
     job_r: int,
     result_w: int,
-    token: bytes,
     prepared: layers.PreparedLayers,
     limits: layers.Limits,
     guard: BuiltinsGuard,
+    slot: int = 0,
 ) -> NoReturn:
     write = os.write
     exit_now = os._exit
-    restore_builtins = guard.restore  # a program may patch builtins; we must not care
-
-    def report(result: dict[str, Any]) -> NoReturn:
-        try:
-            restore_builtins()
-            write(result_w, _frame(token, result))
-        finally:
-            exit_now(0)
-
     try:
-        _lock_down(job_r, result_w, prepared, limits)
+        _lock_down(job_r, result_w, prepared, limits, slot)
     except BaseException as exc:
-        report({"status": "error", "error": f"sandbox setup failed: {_short(exc)}"})
-
-    armed = [False]
-
-    def audit(event: str, args: tuple[Any, ...]) -> None:
-        if not armed[0]:
-            return
-        if event == "import":
-            name = str(args[0]) if args else ""
-            if name.split(".")[0] in _DANGEROUS_IMPORTS:
-                report({"status": "forbidden", "error": f"import of {name!r} refused"})
-            raise ImportError(f"module {name!r} is not available in the sandbox")
-        if event.startswith(_REFUSED_EVENT_PREFIXES):
-            report({"status": "forbidden", "error": f"refused: {event}"})
-
-    sys.addaudithook(audit)
-
+        write(RESULT_FD, SETUP_FAILED + _short(exc).encode("utf-8", "replace"))
+        exit_now(71)
+    write(RESULT_FD, READY)
     try:
-        job = _read_job(job_r)
-        os.close(job_r)
+        job = _read_job(JOB_FD)
+        os.close(JOB_FD)
+        # still before any model code: the per-job CPU limit, then the filter that forbids
+        # touching any limit again, then the hook, which has no off switch
+        layers.set_cpu_limit(float(job.get("timeout_s") or limits.cpu_s) + 1, limits)
+        if prepared.seccomp_prog is not None:
+            prepared.seccomp_prog.load()
+        sys.addaudithook(_HOOK if _HOOK is not None else _make_audit_hook(RESULT_FD))
     except BaseException as exc:
-        report({"status": "error", "error": f"could not read the job: {_short(exc)}"})
-
+        write(RESULT_FD, _frame("error", f"sandbox setup failed: {_short(exc)}"))
+        exit_now(0)
+    del prepared, limits  # nothing of the set-up stays reachable from this frame
     sink = _CappedSink(int(job.get("max_output", 4000)))
     sys.stdout = sys.stderr = sink
     try:
-        layers.lower_cpu_limit(float(job.get("timeout_s", limits.cpu_s)) + 1)
-        armed[0] = True
-        if job["kind"] == "call":
-            result = _run_calls(job, guard)
-        elif job["kind"] == "compare":
-            result = _run_compare(job)
-        else:
-            result = {"status": "error", "error": f"unknown job kind {job['kind']!r}"}
+        status, body = _evaluate(job, guard)
     except OutputLimitExceeded as exc:
-        result = {"status": "output_limit", "error": str(exc)}
+        status, body = "output_limit", str(exc)
     except MemoryError:
-        result = {"status": "memory", "error": "MemoryError: address-space limit reached"}
+        status, body = "memory", "MemoryError: address-space limit reached"
     except BaseException as exc:
-        result = {"status": "error", "error": _short(exc)}
-    armed[0] = False
+        status, body = "error", _short(exc)
     if sink.exceeded:
-        result = {"status": "output_limit", "error": f"printed over {sink.cap} characters"}
-    report(result)
+        status, body = "output_limit", f"printed over {sink.cap} characters"
+    try:
+        guard.restore()  # the program may have patched what formatting the frame uses
+        frame = _frame(status, body)
+    except BaseException as exc:
+        frame = _frame("error", f"could not encode the result: {type(exc).__name__}")
+    write(RESULT_FD, frame)
+    exit_now(0)
+
+
+def _make_audit_hook(result_w: int) -> Any:
+    """The hook gets everything it uses as default arguments: no global a program could
+    rebind, no closure cell it could rewrite, no state at all. It is made once in the server and
+    reachable from no frame or module a program can get at (``__globals__`` reads are refused)."""
+
+    def audit(
+        event: str,
+        args: tuple[Any, ...],
+        _fd: int = result_w,
+        _write: Any = os.write,
+        _exit: Any = os._exit,
+        _refused: tuple[str, ...] = _REFUSED_EVENT_PREFIXES,
+        _dangerous: frozenset[str] = _DANGEROUS_IMPORTS,
+        _type: Any = type,
+        _str: Any = str,
+        _import_error: Any = ImportError,
+    ) -> None:
+        # builtins are looked up through the program's (patchable) builtins: none is used here
+        if event == "import":
+            name = args[0] if args and _type(args[0]) is _str else ""
+            if name.partition(".")[0] in _dangerous:
+                _write(_fd, b"forbidden\nimport of a refused module")
+                _exit(0)
+            raise _import_error("this module is not available in the sandbox")
+        if event.startswith(_refused):
+            _write(_fd, b"forbidden\nrefused: " + event.encode("ascii", "replace")[:100])
+            _exit(0)
+
+    return audit
+
+
+def _frame(status: str, body: str) -> bytes:
+    return status.encode() + b"\n" + body.encode("utf-8")
+
+
+def _short(exc: BaseException, limit: int = MAX_ERROR_CHARS) -> str:
+    try:
+        text = f"{type(exc).__name__}: {exc}"
+    except BaseException:  # a hostile __str__
+        text = type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _lock_down(
-    job_r: int, result_w: int, prepared: layers.PreparedLayers, limits: layers.Limits
+    job_r: int, result_w: int, prepared: layers.PreparedLayers, limits: layers.Limits, slot: int
 ) -> None:
+    # the pipes move to fixed numbers (the server's pipes are all above 2), everything else
+    # inherited is closed with one close_range(2)
+    os.dup2(job_r, JOB_FD)
+    os.dup2(result_w, RESULT_FD)
+    os.closerange(RESULT_FD + 1, 1 << 20)
     os.setpgid(0, 0)  # own process group: the parent kills the whole group on timeout
-    keep = sorted({job_r, result_w, *([prepared.landlock_fd] if prepared.landlock_fd else [])})
-    low = 0
-    for fd in keep:
-        os.closerange(low, fd)  # close_range(2) underneath: one syscall per gap
-        low = fd + 1
-    os.closerange(low, 1 << 20)
     # the cwd, inherited from the fork-server, is an empty directory that was already deleted
-    layers.apply_rlimits(limits)
+    setrlimit = resource.setrlimit
+    for which, value in prepared.child_rlimits:  # computed once in the server
+        setrlimit(which, value)
     if prepared.drop_to is not None:
-        layers.drop_privileges(prepared.drop_to)
-    layers.set_no_new_privs()
-    if prepared.landlock_fd is not None:
-        layers.restrict_landlock(prepared.landlock_fd)
-        os.close(prepared.landlock_fd)
-    if prepared.seccomp_prog is not None:
-        prepared.seccomp_prog.load()
+        layers.drop_privileges(prepared.drop_to, slot % prepared.uid_slots)
+    # no_new_privs and the Landlock domain come from the fork-server (`layers.lock_server`)
+
+
+JOB_HEADER = struct.Struct("!IIIId")  # program bytes, input bytes, repeat, max_output, timeout
+
+
+def encode_job(program: str, text: str, repeat: int, max_output: int, timeout_s: float) -> bytes:
+    """A job as the fork-server sends it: a fixed header and two UTF-8 texts (no JSON decoder
+    to run in the child)."""
+    a, b = program.encode("utf-8", "surrogatepass"), text.encode("utf-8", "surrogatepass")
+    return JOB_HEADER.pack(len(a), len(b), repeat, max_output, timeout_s) + a + b
 
 
 def _read_job(fd: int) -> dict[str, Any]:
-    head = _read_exact(fd, 4)
-    (size,) = struct.unpack("!I", head)
-    job: dict[str, Any] = json.loads(_read_exact(fd, size))
-    return job
+    data = os.read(fd, 1 << 16)  # usually the whole job in one read
+    if len(data) < JOB_HEADER.size:
+        data += _read_exact(fd, JOB_HEADER.size - len(data))
+    n_program, n_input, repeat, max_output, timeout_s = JOB_HEADER.unpack_from(data)
+    want = JOB_HEADER.size + n_program + n_input
+    if len(data) < want:
+        data += _read_exact(fd, want - len(data))
+    body = data[JOB_HEADER.size : want]
+    return {
+        "program": body[:n_program].decode("utf-8", "surrogatepass"),
+        "input": body[n_program:].decode("utf-8", "surrogatepass"),
+        "repeat": repeat,
+        "max_output": max_output,
+        "timeout_s": timeout_s,
+    }
 
 
 def _read_exact(fd: int, n: int) -> bytes:
@@ -356,59 +411,39 @@ def _collect_args(*args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str,
     return args, kwargs
 
 
-def _run_calls(job: dict[str, Any], guard: BuiltinsGuard) -> dict[str, Any]:
-    program: str = job["program"]
+def _evaluate(job: dict[str, Any], guard: BuiltinsGuard) -> tuple[str, str]:
+    """One program on one input, `repeat` calls: ("ok", the reprs NUL-separated) or a failure.
+    Deciding whether the reprs agree, or are literals, is the trusted side's job."""
     repeat = int(job.get("repeat", 1))
     cap = int(job.get("max_output", 4000))
-    code = compile(program, "<program>", "exec")
-    calls: list[dict[str, Any]] = []
-    for text in job["args"]:
-        calls.append(_one_call(code, text, repeat, cap, guard))
-        if calls[-1]["status"] in ("memory", "output_limit"):
-            # the process is in an unknown state; the remaining inputs are not run
-            break
-    # The child finished; each input's own status says how its call went.
-    return {"status": "ok", "calls": calls}
-
-
-def _one_call(code: Any, text: str, repeat: int, cap: int, guard: BuiltinsGuard) -> dict[str, Any]:
     namespace: dict[str, Any] = {"__name__": "__azr__", "__builtins__": builtins}
     try:
-        call = parse_arguments(text)
-        if isinstance(call, str):
-            return {"status": "error", "error": f"input: {call}"}
+        code = compile(job["program"], "<program>", "exec")
         exec(code, namespace)
         fn = namespace.get("f")
         if not callable(fn):
-            return {"status": "error", "error": "the program defines no function f"}
-        args_code = compile(_as_expression(call), "<input>", "eval")
+            return "error", "the program defines no function f"
+        # the trusted side checked that the text is exactly one argument list
+        # (`azr.core.checks.parse_arguments`) before sending it; it runs here either way
+        args_code = compile(f"{ARGS_CALLEE}(\n{job['input']}\n)", "<input>", "eval")
         results = []
         for _ in range(repeat):
             namespace[ARGS_CALLEE] = _collect_args
             args, kwargs = eval(args_code, namespace)
             results.append(fn(*args, **kwargs))
         guard.restore()
-        out = repr(results[0])
-        if len(out) > cap:
-            return {"status": "output_limit", "error": f"repr over {cap} characters"}
-        entry: dict[str, Any] = {"status": "ok", "output": out}
-        if repeat > 1:
-            entry["deterministic"] = all(repr(r) == out for r in results[1:])
-        entry["literal"] = round_trips(out, results[0])
-        return entry
+        outs = []
+        for value in results:
+            out = repr(value)
+            if type(out) is not str or "\x00" in out:
+                return "error", "repr returned no text or a NUL character"
+            if len(out) > cap:
+                return "output_limit", f"repr over {cap} characters"
+            outs.append(out)
+        return "ok", "\x00".join(outs)
     except OutputLimitExceeded:
         raise
     except MemoryError:
-        return {"status": "memory", "error": "MemoryError: address-space limit reached"}
-    except RecursionError as exc:
-        return {"status": "error", "error": _short(exc)}
+        return "memory", "MemoryError: address-space limit reached"
     except BaseException as exc:  # SystemExit, KeyboardInterrupt from the program included
-        return {"status": "error", "error": _short(exc)}
-
-
-def _as_expression(call: Any) -> Any:
-    return ast.fix_missing_locations(ast.Expression(body=call))
-
-
-def _run_compare(job: dict[str, Any]) -> dict[str, Any]:
-    return {"status": "ok", "values": [literal_equal(a, b) for a, b in job["pairs"]]}
+        return "error", _short(exc)

@@ -1,5 +1,6 @@
 """The kernel-facing isolation layers, each with a probe so that a missing one is reported, not
-silently skipped: network namespace, rlimits, privilege drop, seccomp, Landlock.
+silently skipped: network, IPC and PID namespaces, rlimits, privilege drop (a distinct uid per
+child slot), seccomp, Landlock.
 
 Everything expensive (building the seccomp BPF program, creating the Landlock ruleset) happens once
 in the fork-server; a child only applies the prepared pieces with a few syscalls."""
@@ -20,6 +21,12 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
 CLONE_NEWNET = 0x40000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWUSER = 0x10000000
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 # x86_64 / aarch64 share these numbers (generic table since 5.13).
 SYS_LANDLOCK_CREATE_RULESET = 444
@@ -83,6 +90,39 @@ KILLED_SYSCALLS: tuple[str, ...] = (
     "setresuid",
     "setresgid",
     "setgroups",
+    # sabotage of other processes (siblings, the fork-server): priorities, scheduling, I/O
+    # priority, memory placement; prlimit64 is handled apart (see `build_seccomp_bpf`)
+    "setrlimit",
+    "setpriority",
+    "sched_setscheduler",
+    "sched_setparam",
+    "sched_setattr",
+    "sched_setaffinity",
+    "ioprio_set",
+    "migrate_pages",
+    "move_pages",
+    "process_madvise",
+    "process_mrelease",
+    "kcmp",
+    # SysV IPC and POSIX message queues: state that would outlive the child (and the request)
+    "shmget",
+    "shmat",
+    "shmdt",
+    "shmctl",
+    "msgget",
+    "msgsnd",
+    "msgrcv",
+    "msgctl",
+    "semget",
+    "semop",
+    "semtimedop",
+    "semctl",
+    "mq_open",
+    "mq_unlink",
+    "mq_timedsend",
+    "mq_timedreceive",
+    "mq_notify",
+    "mq_getsetattr",
 )
 
 
@@ -115,7 +155,9 @@ class PreparedLayers:
     seccomp_bpf: bytes | None = None
     seccomp_prog: SeccompProgram | None = None
     landlock_fd: int | None = None
-    drop_to: tuple[int, int] | None = None  # (uid, gid)
+    drop_to: tuple[int, int] | None = None  # (uid, gid) of slot 0
+    uid_slots: int = 1  # child k takes uid/gid drop_to + k % uid_slots
+    child_rlimits: list[tuple[int, tuple[int, int]]] = field(default_factory=list)
     workdir: str = "/"  # where the (already removed) working directory was
 
 
@@ -134,24 +176,110 @@ def enter_empty_netns() -> LayerStatus:
     return LayerStatus(True, "empty network namespace entered once by the fork-server")
 
 
+def enter_empty_ipcns() -> LayerStatus:
+    """unshare(CLONE_NEWIPC): SysV objects and POSIX queues of this fork-server's children are
+    private to it and vanish with it (the seccomp filter refuses creating them anyway)."""
+    if _libc.unshare(CLONE_NEWIPC) != 0:
+        return LayerStatus(False, f"unshare(CLONE_NEWIPC) refused: {_errno_text()}")
+    return LayerStatus(True, "own IPC namespace, entered once by the fork-server")
+
+
+def enter_userns() -> LayerStatus:
+    """Without root: unshare(CLONE_NEWUSER) with our own uid/gid mapped to themselves. The
+    fork-server then holds capabilities over namespaces it owns, which lets it create the
+    network, IPC and PID namespaces a root fork-server creates directly; it drops every
+    capability before forking any child (`drop_capabilities`)."""
+    uid, gid = os.geteuid(), os.getegid()
+    _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)  # /proc/self/*_map must be ours to write
+    if _libc.unshare(CLONE_NEWUSER) != 0:
+        return LayerStatus(False, f"unshare(CLONE_NEWUSER) refused: {_errno_text()}")
+    try:
+        for name, text in (
+            ("setgroups", "deny"),
+            ("uid_map", f"{uid} {uid} 1"),
+            ("gid_map", f"{gid} {gid} 1"),
+        ):
+            try:
+                fd = os.open(f"/proc/self/{name}", os.O_WRONLY)
+            except FileNotFoundError:
+                if name == "setgroups":  # kernels before 3.19 and gVisor have none
+                    continue
+                raise
+            try:
+                os.write(fd, text.encode())
+            finally:
+                os.close(fd)
+    except OSError as exc:
+        return LayerStatus(False, f"user namespace mapping failed: {exc}")
+    finally:
+        _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # no same-uid process may ptrace or read us
+    return LayerStatus(True, f"own user namespace (uid {uid} mapped to itself only)")
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def drop_capabilities() -> bool:
+    """Empty effective, permitted and inheritable sets (children inherit none)."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    return int(_libc.capset(ctypes.byref(header), data)) == 0
+
+
+def enter_pidns() -> tuple[LayerStatus, int]:
+    """unshare(CLONE_NEWPID), then fork once: the forked process is pid 1 of a namespace that
+    holds only the fork-server and its children (they cannot see or address any other process,
+    and all of them die with it). Returns (status, the inner pid in the process that must only
+    wait for it, else 0)."""
+    if _libc.unshare(CLONE_NEWPID) != 0:
+        return LayerStatus(False, f"unshare(CLONE_NEWPID) refused: {_errno_text()}"), 0
+    pid = os.fork()
+    if pid != 0:
+        return LayerStatus(True, "outer"), pid
+    # die with the outer process, which the worker holds as the fork-server's pid
+    _libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
+    return LayerStatus(True, "the fork-server is pid 1 of its own PID namespace"), 0
+
+
 # --- privileges -----------------------------------------------------------------------------
 
 
-def plan_privilege_drop(user: str = "nobody") -> tuple[LayerStatus, tuple[int, int] | None]:
+UID_SLOTS = 64  # distinct uids per fork-server: neighbouring children never share one
+
+
+def plan_privilege_drop(uid_base: int | None) -> tuple[LayerStatus, tuple[int, int] | None]:
+    """As root: children take uids `uid_base`..`uid_base + UID_SLOTS - 1` in turn (no passwd
+    entry is needed; they own nothing), so no child shares a uid with the one before it, its
+    siblings or the fork-server. Without root the children keep the server's uid."""
     if os.geteuid() != 0:
-        return LayerStatus(True, f"already unprivileged (uid {os.geteuid()})"), None
-    try:
-        entry = pwd.getpwnam(user)
-    except KeyError:
-        return LayerStatus(False, f"no user {user!r} to drop to"), None
+        return LayerStatus(
+            True, f"already unprivileged (uid {os.geteuid()}; children share it)"
+        ), None
+    if uid_base is None:
+        entry = pwd.getpwnam("nobody")
+        return LayerStatus(True, f"children drop to uid {entry.pw_uid} (nobody)"), (
+            entry.pw_uid,
+            entry.pw_gid,
+        )
     return (
-        LayerStatus(True, f"children drop to uid {entry.pw_uid} ({user})"),
-        (entry.pw_uid, entry.pw_gid),
+        LayerStatus(
+            True, f"children drop to uids {uid_base}..{uid_base + UID_SLOTS - 1}, one per slot"
+        ),
+        (uid_base, uid_base),
     )
 
 
-def drop_privileges(target: tuple[int, int]) -> None:
-    uid, gid = target
+def drop_privileges(target: tuple[int, int], slot: int = 0) -> None:
+    uid, gid = target[0] + slot, target[1] + slot
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
@@ -160,25 +288,32 @@ def drop_privileges(target: tuple[int, int]) -> None:
 # --- rlimits --------------------------------------------------------------------------------
 
 
-def apply_rlimits(limits: Limits) -> None:
+def apply_server_rlimits(limits: Limits) -> None:
+    """Once in the fork-server, inherited by every child: no core dumps, the stack size.
+    (File size 0 would also stop the server's own stderr when that is a log file.)"""
     mb = 1024 * 1024
-    cpu = max(1, int(limits.cpu_s))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb * mb, limits.memory_mb * mb))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
     resource.setrlimit(resource.RLIMIT_STACK, (limits.stack_mb * mb, limits.stack_mb * mb))
-    # Only enforced for an unprivileged uid, hence the drop right after.
-    resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
 
 
-def lower_cpu_limit(cpu_s: float) -> None:
-    """Per job: lower the soft CPU limit (a child may lower, never raise, its own limits)."""
-    _soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
-    want = max(1, int(cpu_s + 0.999))
-    if hard != resource.RLIM_INFINITY:
-        want = min(want, hard)
+def child_rlimits(limits: Limits) -> list[tuple[int, tuple[int, int]]]:
+    """What every child sets before its job (what the server itself can't live with); built
+    once in the server, applied by each child with one setrlimit per entry."""
+    memory = limits.memory_mb * 1024 * 1024
+    return [
+        (resource.RLIMIT_AS, (memory, memory)),
+        (resource.RLIMIT_FSIZE, (0, 0)),
+        (resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files)),
+        # Only enforced for an unprivileged uid, hence the drop right after.
+        (resource.RLIMIT_NPROC, (0, 0)),
+    ]
+
+
+def set_cpu_limit(cpu_s: float, limits: Limits) -> None:
+    """Per job, in the child before its seccomp filter is loaded (after that no limit can be
+    touched): the soft limit for this job under the hard limit of the configuration."""
+    hard = max(1, int(limits.cpu_s)) + 1
+    want = min(max(1, int(cpu_s + 0.999)), hard)
     resource.setrlimit(resource.RLIMIT_CPU, (want, hard))
 
 
@@ -196,11 +331,24 @@ def build_seccomp_bpf() -> tuple[LayerStatus, bytes | None]:
         return LayerStatus(False, f"pyseccomp/libseccomp unavailable: {exc}"), None
     try:
         filt = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+        # KILL_PROCESS where the kernel offers it; gVisor (the chart's executor runtime) does
+        # not, and libseccomp then refuses every such rule. Killing the thread instead kills
+        # the child too (it is single-threaded: clone is among the killed syscalls).
+        action, added = seccomp.KILL_PROCESS, 0
         for name in KILLED_SYSCALLS:
-            try:
-                filt.add_rule(seccomp.KILL_PROCESS, name)
-            except Exception:
-                continue  # a syscall this architecture lacks
+            for candidate in (action,) if added else (action, seccomp.KILL):
+                try:
+                    filt.add_rule(candidate, name)
+                except Exception:
+                    continue  # a syscall this architecture lacks, or the action is refused
+                action, added = candidate, added + 1
+                break
+        if added == 0:
+            return LayerStatus(False, "libseccomp accepted no rule"), None
+        # prlimit64: reading one's own limits (pid 0, no new limit) is all a child may do; any
+        # other pid (a sibling, the fork-server) or any new limit kills it.
+        filt.add_rule(action, "prlimit64", seccomp.Arg(0, seccomp.NE, 0))
+        filt.add_rule(action, "prlimit64", seccomp.Arg(2, seccomp.NE, 0))
         read_fd, write_fd = os.pipe()
         try:
             with os.fdopen(write_fd, "wb") as sink:
@@ -215,7 +363,10 @@ def build_seccomp_bpf() -> tuple[LayerStatus, bytes | None]:
         return LayerStatus(False, f"building the seccomp filter failed: {exc}"), None
     if not bpf or len(bpf) % 8:
         return LayerStatus(False, f"libseccomp exported {len(bpf)} bytes, not a BPF program"), None
-    return LayerStatus(True, f"{len(KILLED_SYSCALLS)} syscalls kill the child"), bpf
+    how = "" if action == seccomp.KILL_PROCESS else " (thread kill: no KILL_PROCESS here)"
+    return LayerStatus(
+        True, f"{added} syscalls and prlimit64 beyond reading its own limits kill the child{how}"
+    ), bpf
 
 
 class _SockFprog(ctypes.Structure):
@@ -312,6 +463,24 @@ def restrict_landlock(ruleset_fd: int) -> None:
         raise LayerUnavailable(f"landlock_restrict_self failed: {_errno_text()}")
 
 
+def lock_server(prepared: PreparedLayers, limits: Limits) -> None:
+    """The lock-down steps the fork-server can take for itself once, right before it forks any
+    child, instead of every child taking them: no_new_privs, the core and stack limits, and
+    the Landlock domain (the server needs no file after start-up: it only forks, reaps and
+    talks over pipes it already has). A child is then born inside the domain, with no ctypes
+    call of its own; signal scoping still lets the server signal its children, which share
+    the domain, and the seccomp filter stops the children from signalling anyone."""
+    apply_server_rlimits(limits)
+    set_no_new_privs()
+    if prepared.landlock_fd is not None:
+        try:
+            restrict_landlock(prepared.landlock_fd)
+        except LayerUnavailable as exc:
+            prepared.status["landlock"] = LayerStatus(False, str(exc))
+        os.close(prepared.landlock_fd)
+        prepared.landlock_fd = None
+
+
 # --- the working directory ----------------------------------------------------------------
 
 
@@ -338,24 +507,41 @@ def prepare_layers(
     read_trees: list[str] | None = None,
     netns: bool = True,
     seccomp: tuple[LayerStatus, bytes | None] | None = None,
+    uid_base: int | None = None,
+    pidns: LayerStatus | None = None,
 ) -> PreparedLayers:
     """`seccomp`: a filter the caller already built (see `build_seccomp_bpf`); built here when
-    not given."""
+    not given. `pidns`: how entering the PID namespace went (it has to happen first, in
+    `forkserver.main`)."""
     prepared = PreparedLayers()
     status = prepared.status
-    status["fork_server"] = LayerStatus(True, f"pid {os.getpid()}, one child per program")
+    status["fork_server"] = LayerStatus(
+        True, f"pid {os.getpid()}, one fresh child per (program, input) evaluation"
+    )
     status["netns"] = (
         enter_empty_netns() if netns else LayerStatus(False, "disabled by configuration")
     )
-    status["rlimits"] = LayerStatus(True, "CPU, address space, file size 0, open files, NPROC 0")
-    status["drop_privileges"], prepared.drop_to = plan_privilege_drop()
+    status["ipcns"] = enter_empty_ipcns()
+    status["pidns"] = pidns or LayerStatus(False, "not requested")
+    status["rlimits"] = LayerStatus(
+        True,
+        "CPU (lowered per job before the filter), address space, file size 0, open files, NPROC 0",
+    )
+    status["drop_privileges"], prepared.drop_to = plan_privilege_drop(uid_base)
+    prepared.uid_slots = UID_SLOTS if uid_base is not None else 1
     status["seccomp"], prepared.seccomp_bpf = seccomp or build_seccomp_bpf()
     if prepared.seccomp_bpf is not None:
         prepared.seccomp_prog = SeccompProgram(prepared.seccomp_bpf)
     status["landlock"], prepared.landlock_fd = build_landlock_ruleset(read_trees or [])
+    if status["landlock"].active:
+        status["landlock"] = LayerStatus(
+            True, status["landlock"].detail + "; the fork-server's own domain, children born in it"
+        )
     prepared.workdir = enter_empty_workdir()
     status["workdir"] = LayerStatus(True, "an empty, already deleted working directory")
     status["close_fds"] = LayerStatus(True, "every inherited fd closed except the job/result pipes")
     status["clean_env"] = LayerStatus(True, "empty environment")
-    status["audit_hook"] = LayerStatus(True, "file/network/process/ctypes events refused")
+    status["audit_hook"] = LayerStatus(
+        True, "installed unconditionally in every child: file/network/process/ctypes events refused"
+    )
     return prepared

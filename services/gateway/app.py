@@ -44,7 +44,7 @@ def create_app(
             return {"ready": False, "database": f"{type(exc).__name__}: {exc}"}
         return {"ready": True, "database": "ok", "control": control is not None}
 
-    install_common(app, ready=ready)
+    install_common(app, ready=ready, max_body_bytes=settings.max_body_bytes)
     app.include_router(v1_router())
     app.include_router(dashboard_router)
     return app

@@ -37,7 +37,8 @@ def start_run(gateway: str, token: str, name: str, settings: dict[str, Any]) -> 
 
 
 def follow(gateway: str, run_id: int, steps: int, poll_s: float = 2.0) -> dict[str, Any]:
-    """A progress bar over the run's steps until it finishes, fails or stops."""
+    """Progress bars over the seeding stage (step 0) and the run's steps until it finishes,
+    fails or stops."""
     import httpx
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -46,15 +47,21 @@ def follow(gateway: str, run_id: int, steps: int, poll_s: float = 2.0) -> dict[s
         Progress(
             TextColumn("[bold]run {task.fields[run]}[/] {task.description}"),
             BarColumn(),
-            TextColumn("step {task.completed:.0f}/{task.total:.0f}"),
+            TextColumn("{task.fields[unit]} {task.completed:.0f}/{task.total:.0f}"),
             TimeElapsedColumn(),
         ) as bar,
     ):
-        task = bar.add_task("starting", total=steps, run=run_id)
+        seeding = None
+        task = bar.add_task("starting", total=steps, run=run_id, unit="step")
         while True:
             run = client.get(f"/v1/runs/{run_id}").json()
             metrics = client.get(f"/v1/runs/{run_id}/metrics").json()
-            done = len(metrics.get("steps", []))
+            seed = seeding_progress(metrics)
+            if seed is not None:
+                if seeding is None:
+                    seeding = bar.add_task("seeding", total=seed[1], run=run_id, unit="tasks")
+                bar.update(seeding, completed=seed[0], description=seed[2])
+            done = sum(1 for s in metrics.get("steps", []) if int(s["step"]) >= 1)
             bar.update(task, completed=done, description=_describe(run, metrics))
             if run["status"] in TERMINAL:
                 final: dict[str, Any] = run
@@ -62,8 +69,25 @@ def follow(gateway: str, run_id: int, steps: int, poll_s: float = 2.0) -> dict[s
             time.sleep(poll_s)
 
 
+def seeding_progress(metrics: dict[str, Any]) -> tuple[int, int, str] | None:
+    """(tasks stored, tasks wanted, a description) of the seeding stage, from step 0's row."""
+    row = next((s for s in metrics.get("steps", []) if int(s["step"]) == 0), None)
+    seed = ((row or {}).get("metrics") or {}).get("seeding")
+    if not seed:
+        return None
+    target, held_target = int(seed["target"]), int(seed["heldout_target"])
+    buffers, held = seed.get("buffers", {}), seed.get("heldout", {})
+    wanted = (target + held_target) * max(1, len(buffers))
+    stored = sum(min(int(n), target) for n in buffers.values()) + sum(
+        min(int(n), held_target) for n in held.values()
+    )
+    parts = [f"{tt[:3]} {buffers.get(tt, 0)}+{held.get(tt, 0)}" for tt in buffers]
+    state = "done" if seed.get("done") else f"round {seed['rounds']}/{seed['max_rounds']}"
+    return min(stored, wanted), wanted, f"seeding {state} (buffer+held-out: {', '.join(parts)})"
+
+
 def _describe(run: dict[str, Any], metrics: dict[str, Any]) -> str:
-    steps = metrics.get("steps") or []
+    steps = [s for s in metrics.get("steps") or [] if int(s["step"]) >= 1]
     if not steps:
         return str(run["status"])
     last = steps[-1].get("metrics") or {}
@@ -78,16 +102,25 @@ def _describe(run: dict[str, Any], metrics: dict[str, Any]) -> str:
     return f"{run['status']} | " + " | ".join(parts)
 
 
-def finish(gateway: str, run: dict[str, Any], data_dir: Path) -> Path:
-    """Print the summary table and write the report; returns the report file."""
-    import httpx
+def summary_console() -> Any:
+    """The console for the end-of-run summary. Writing to a file or a pipe, rich assumes 80
+    columns and cuts every cell to "0.00→…"; there nothing wraps, so the table gets its
+    natural width."""
     from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=400)
+    return console
+
+
+def print_summary(run: dict[str, Any], metrics: dict[str, Any], console: Any = None) -> None:
+    """The summary table (first → last step per task x role) and the totals line."""
     from rich.table import Table
 
-    from services.gateway.report import PLOTS, summary_rows, write_report
+    from services.gateway.report import PLOTS, summary_rows
 
-    metrics = httpx.get(f"{gateway}/v1/runs/{run['id']}/metrics", timeout=60).json()
-    console = Console()
+    console = console or summary_console()
     table = Table(title=f"run {run['id']} ({run['status']}): first → last step")
     short = {
         "reward_mean": "reward",
@@ -95,6 +128,7 @@ def finish(gateway: str, run: dict[str, Any], data_dir: Path) -> Path:
         "solve_rate": "solved",
         "learnability": "learnab.",
         "format_error_rate": "fmt err",
+        "answer_closed_rate": "closed",
     }
     table.add_column("task/role", no_wrap=True)
     for name, _, _ in PLOTS:
@@ -105,14 +139,28 @@ def finish(gateway: str, run: dict[str, Any], data_dir: Path) -> Path:
             *[f"{row[n][0]:.2f}→{row[n][1]:.2f}" if n in row else "-" for n, _, _ in PLOTS],
         )
     console.print(table)
-    steps = metrics.get("steps") or []
+    steps = [s for s in metrics.get("steps") or [] if int(s["step"]) >= 1]
     if steps:
         last = steps[-1].get("metrics") or {}
+        tokens = sum((s.get("metrics") or {}).get("tokens_generated", 0) for s in steps)
         console.print(
-            f"weights version {last.get('weight_version')}, "
-            f"{sum((s.get('metrics') or {}).get('tokens_generated', 0) for s in steps):.0f} tokens generated, "
+            f"weights version {last.get('weight_version')}, {tokens:.0f} tokens generated, "
             f"buffers {metrics.get('buffers')}"
         )
+    seed = seeding_progress(metrics)
+    if seed is not None:
+        console.print(seed[2])
+
+
+def finish(gateway: str, run: dict[str, Any], data_dir: Path) -> Path:
+    """Print the summary table and write the report; returns the report file."""
+    import httpx
+
+    from services.gateway.report import write_report
+
+    metrics = httpx.get(f"{gateway}/v1/runs/{run['id']}/metrics", timeout=60).json()
+    console = summary_console()
+    print_summary(run, metrics, console)
     if run.get("error"):
         console.print(f"[red]run failed: {run['error']}[/]")
     report = write_report(metrics, data_dir / "reports" / f"run-{run['id']}", title=run["name"])
@@ -137,6 +185,20 @@ def register(app: typer.Typer) -> None:
         max_staleness: int | None = typer.Option(None),
         seed: int | None = typer.Option(None),
         seed_file: Path | None = typer.Option(None, help="seed tasks (JSONL) instead of identity"),
+        seed_tasks_per_type: int | None = typer.Option(
+            None, help="seeding stage: tasks per buffer before step 1 (0: skip)"
+        ),
+        heldout_tasks_per_type: int | None = typer.Option(
+            None, help="seeding stage: held-out in-distribution tasks per task type"
+        ),
+        seed_batch_size: int | None = typer.Option(None, help="proposals per type per round"),
+        seed_max_rounds: int | None = typer.Option(None, help="cap on seeding rounds"),
+        indist_eval_every: int | None = typer.Option(
+            None, help="solve the held-out set every N steps (0: never)"
+        ),
+        eval_every: int | None = typer.Option(None, help="CRUXEval subset every N steps"),
+        lr: float | None = typer.Option(None, help="learning rate of this run's updates"),
+        entropy_coef: float | None = typer.Option(None, help="entropy bonus of this run"),
         follow_run: bool = typer.Option(True, "--follow/--no-follow"),
     ) -> None:
         """Start a self-play run on a running gateway and follow it to the end."""
@@ -156,6 +218,14 @@ def register(app: typer.Typer) -> None:
             mode=mode,
             max_staleness=max_staleness,
             seed=seed,
+            seed_tasks_per_type=seed_tasks_per_type,
+            heldout_tasks_per_type=heldout_tasks_per_type,
+            seed_batch_size=seed_batch_size,
+            seed_max_rounds=seed_max_rounds,
+            indist_eval_every=indist_eval_every,
+            eval_every=eval_every,
+            lr=lr,
+            entropy_coef=entropy_coef,
         )
         if seed_file is not None:
             overrides["seed_file"] = str(seed_file.resolve())
@@ -174,6 +244,20 @@ def register(app: typer.Typer) -> None:
         mode: str | None = typer.Option(None, help="sync | async"),
         max_staleness: int | None = typer.Option(None),
         trivial_reward: float | None = typer.Option(None, help="-0.5 (code) or 0 (paper)"),
+        seed_tasks_per_type: int | None = typer.Option(
+            None, help="seeding stage: tasks per buffer before step 1 (0: skip)"
+        ),
+        heldout_tasks_per_type: int | None = typer.Option(
+            None, help="seeding stage: held-out in-distribution tasks per task type"
+        ),
+        seed_batch_size: int | None = typer.Option(None, help="proposals per type per round"),
+        seed_max_rounds: int | None = typer.Option(None, help="cap on seeding rounds"),
+        indist_eval_every: int | None = typer.Option(
+            None, help="solve the held-out set every N steps (0: never)"
+        ),
+        eval_every: int | None = typer.Option(None, help="CRUXEval subset every N steps"),
+        lr: float | None = typer.Option(None, help="learning rate of this run's updates"),
+        entropy_coef: float | None = typer.Option(None, help="entropy bonus of this run"),
         engine: str | None = typer.Option(None, help="inference engine: vllm | transformers"),
         keep: bool = typer.Option(False, help="with --run: keep the stack up afterwards"),
     ) -> None:
@@ -212,6 +296,14 @@ def register(app: typer.Typer) -> None:
                     mode=mode,
                     max_staleness=max_staleness,
                     trivial_reward=trivial_reward,
+                    seed_tasks_per_type=seed_tasks_per_type,
+                    heldout_tasks_per_type=heldout_tasks_per_type,
+                    seed_batch_size=seed_batch_size,
+                    seed_max_rounds=seed_max_rounds,
+                    indist_eval_every=indist_eval_every,
+                    eval_every=eval_every,
+                    lr=lr,
+                    entropy_coef=entropy_coef,
                 )
                 _run_and_report(sup.gateway_url, settings, "self-play", overrides, True)
                 if not keep:

@@ -8,7 +8,10 @@ from typing import Any
 import redis as redis_lib
 
 from azr.common.redis_server import resolve_redis_url
+from azr.loop.orchestrator import LoopPorts
 from azr.settings import LoopSettings, Settings, get_settings
+from services.evaluation.monitor import evaluate_subset
+from services.gateway.heldout import HeldOutStore
 from services.gateway.loop.adapters import (
     HttpExecutor,
     HttpInference,
@@ -16,7 +19,6 @@ from services.gateway.loop.adapters import (
     StoreBuffers,
     StoreHistory,
 )
-from services.gateway.loop.orchestrator import LoopPorts
 from services.gateway.runner import LoopRunner
 from services.gateway.store import TaskStore
 
@@ -27,13 +29,16 @@ def build_runner(settings: Settings, store: TaskStore, redis_url: str) -> LoopRu
     """A runner wired to the executor, inference and trainer named in the settings."""
     client = redis_lib.Redis.from_url(redis_url)
     executor = HttpExecutor(
-        settings.executor.url, timeout_s=max(600.0, settings.executor.timeout_s * 20)
+        settings.executor.url,
+        timeout_s=max(600.0, settings.executor.timeout_s * 20),
+        token=settings.service_token,
     )
     inference = HttpInference(
         settings.inference.proposer_url,
         settings.inference.solver_url,
-        settings.api_token,
+        settings.service_token,
         induction_inputs=settings.loop.induction_inputs,
+        replicas=settings.inference.replica_urls or None,
     )
 
     def ports(run_id: int, cfg: LoopSettings) -> LoopPorts:
@@ -42,8 +47,9 @@ def build_runner(settings: Settings, store: TaskStore, redis_url: str) -> LoopRu
             run_inference = HttpInference(
                 settings.inference.proposer_url,
                 settings.inference.solver_url,
-                settings.api_token,
+                settings.service_token,
                 induction_inputs=cfg.induction_inputs,
+                replicas=settings.inference.replica_urls or None,
             )
         return LoopPorts(
             inference=run_inference,
@@ -51,6 +57,8 @@ def build_runner(settings: Settings, store: TaskStore, redis_url: str) -> LoopRu
             buffers=StoreBuffers(store, run_id),
             trainer=RedisTrainer(client, settings),
             history=StoreHistory(store, run_id),
+            heldout=HeldOutStore(store.sessions, run_id),
+            bench_eval=evaluate_subset,
         )
 
     return LoopRunner(settings, store, ports, inference=inference, executor=executor)

@@ -16,11 +16,11 @@ from typing import Any
 
 from azr.common.checkpoints import ChecksumMismatch, list_versions, verify_checkpoint, version_dir
 from azr.core.tasks import Task, TaskType
+from azr.loop.journal import StepJournal
+from azr.loop.orchestrator import LoopPorts, Orchestrator, StopRequested
+from azr.loop.ports import Executor, Inference
 from azr.settings import LoopSettings, Settings
 from services.gateway.control import InvalidTransition, Unavailable, UnknownVersion
-from services.gateway.loop.journal import StepJournal
-from services.gateway.loop.orchestrator import LoopPorts, Orchestrator, StopRequested
-from services.gateway.loop.ports import Executor, Inference
 from services.gateway.store import TaskStore
 
 log = logging.getLogger("azr.runner")

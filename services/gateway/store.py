@@ -402,23 +402,6 @@ class TaskStore:
         with self._sessions() as s:
             return [(r.id, record_to_task(r)) for r in s.scalars(query)]
 
-    def new_since(
-        self, run_id: int, task_type: TaskType | str, step: int
-    ) -> list[tuple[int, Task]]:
-        """Buffer tasks inserted at `step` or later (the solver batch's "new" part)."""
-        query = (
-            select(TaskRecord)
-            .where(
-                TaskRecord.run_id == run_id,
-                TaskRecord.task_type == TaskType(task_type).value,
-                TaskRecord.status.in_(BUFFER_STATUSES),
-                TaskRecord.step >= step,
-            )
-            .order_by(TaskRecord.id)
-        )
-        with self._sessions() as s:
-            return [(r.id, record_to_task(r)) for r in s.scalars(query)]
-
     def buffer_sizes(self, run_id: int) -> dict[str, dict[str, int]]:
         """Counts per task type and status (for the dashboard)."""
         query = (

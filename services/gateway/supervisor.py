@@ -5,6 +5,10 @@ Order: Redis (embedded unless AZR_REDIS_URL) -> executor (API + its Celery worke
 `azr serve NAME` process with the shared URLs in its environment, logs to
 `<data_dir>/logs/NAME.log`, and is restarted when it dies (with a back-off and a cap on restarts
 within a window). Shutdown stops the children in reverse order (SIGTERM, then SIGKILL).
+
+The executor's and inference's data routes take a bearer token: the stack uses AZR_SERVICE_TOKEN
+when set, else generates one, hands it to every child (the gateway's clients send it) and writes
+it to `<data_dir>/service-token` (mode 0600) for other local callers.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -66,7 +71,7 @@ class Child:
     def spawn(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         out = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        argv = [sys.executable, "-m", "azr.cli", "serve", self.name]
+        argv = [sys.executable, "-m", "services.cli", "serve", self.name]
         argv += ["--host", "127.0.0.1", "--port", str(self.port)]
         # own process group, so stopping a child also stops what it started (workers, vLLM)
         self.proc = subprocess.Popen(
@@ -132,6 +137,7 @@ class Supervisor:
         self.max_restarts = max_restarts
         self.restart_window_s = restart_window_s
         self.data_dir = Path(settings.data_dir).resolve()
+        self.service_token = settings.service_token or secrets.token_urlsafe(32)
         self.redis: EmbeddedRedis | None = None
         self.redis_url = ""
         self.children: dict[str, Child] = {}
@@ -169,6 +175,7 @@ class Supervisor:
         env["AZR_DATA_DIR"] = str(self.data_dir)
         env["AZR_REDIS_URL"] = self.redis_url
         env["AZR_DATABASE_URL"] = self.settings.sqlalchemy_url
+        env["AZR_SERVICE_TOKEN"] = self.service_token
         env["AZR_GATEWAY_PORT"] = str(ports.get("gateway", self.settings.gateway_port))
         if "executor" in ports:
             env["AZR_EXECUTOR__URL"] = f"http://127.0.0.1:{ports['executor']}"
@@ -181,7 +188,6 @@ class Supervisor:
             if self.settings.inference.engine == "vllm" and self.auto_ports:
                 env["AZR_INFERENCE__VLLM_PORT"] = str(free_port())
         if "trainer" in ports:
-            env["AZR_TRAINER__URL"] = f"http://127.0.0.1:{ports['trainer']}"
             env["AZR_TRAINER__PORT"] = str(ports["trainer"])
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
@@ -189,6 +195,11 @@ class Supervisor:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        token_file = self.data_dir / "service-token"
+        token_file.unlink(missing_ok=True)
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.service_token + "\n")
         if self.settings.redis_url:
             self.redis_url = self.settings.redis_url
         else:

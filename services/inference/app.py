@@ -7,11 +7,12 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
-from azr.common.http import bearer_token_dependency, install_common
+from azr.common.http import install_common, optional_bearer, set_fatal
 from services.inference import metrics
 from services.inference.engine import Engine
 from services.inference.routes import build_router
@@ -26,14 +27,28 @@ def build_app(
     service: InferenceService,
     *,
     role: RoleName = "inference",
-    api_token: Callable[[], str] | str = "azr-dev-token",
+    token: Callable[[], str | None] | str | None = None,
+    checkpoint_root: Path | None = None,
+    max_body_bytes: int | None = None,
     manage_engine: bool = True,
     wait_for_engine: bool = False,
+    exit_on_fatal: bool = False,
 ) -> FastAPI:
     """`role` picks the routers: proposer, solver, or both (inference). With `manage_engine`
     the app starts the engine and closes it on shutdown. The start runs in the background
     unless `wait_for_engine`: a vLLM start takes minutes, and /healthz must answer meanwhile
-    (/readyz says 503 until the engine is up, with the start-up error if it failed)."""
+    (/readyz says 503 until the engine is up, with the start-up error if it failed).
+
+    `token`: the bearer token every data route (generate, propose, solve, POST weights) needs;
+    None leaves them open (only for a loopback bind). `checkpoint_root`: the folder POST
+    /v1/weights may load from (default: the settings' checkpoint root). `exit_on_fatal`: a
+    failed engine start also ends the process (non-zero) so that it is restarted; /healthz
+    answers 503 with the reason either way."""
+    if checkpoint_root is None:
+        from azr.settings import get_settings
+
+        settings = get_settings()
+        checkpoint_root = settings.inference.checkpoint_root or settings.checkpoint_dir
     engine: Engine = service.engine
     start_error: list[str] = []
 
@@ -44,6 +59,10 @@ def build_app(
         except Exception as exc:
             log.exception("engine start failed")
             start_error.append(f"{type(exc).__name__}: {exc}")
+            set_fatal(
+                f"inference engine start failed: {start_error[-1]}",
+                exit_code=1 if exit_on_fatal else None,
+            )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -77,15 +96,16 @@ def build_app(
             **({"error": start_error[-1]} if start_error else {}),
         }
 
-    install_common(app, ready=ready)
-    token: Callable[[], str] = api_token if callable(api_token) else (lambda: str(api_token))
-    app.include_router(build_router(bearer_token_dependency(token)))
+    install_common(app, ready=ready, max_body_bytes=max_body_bytes)
+    expected: Callable[[], str | None] = token if callable(token) else (lambda: token)
+    auth = optional_bearer(expected)
+    app.include_router(build_router(auth, Path(checkpoint_root)))
     if role in ("proposer", "inference"):
         from services.proposer.router import router as proposer_router
 
-        app.include_router(proposer_router)
+        app.include_router(proposer_router, dependencies=[Depends(auth)])
     if role in ("solver", "inference"):
         from services.solver.router import router as solver_router
 
-        app.include_router(solver_router)
+        app.include_router(solver_router, dependencies=[Depends(auth)])
     return app

@@ -1,7 +1,7 @@
 """Typed client of the proposer / solver / inference services (the gateway's side).
 
 Sync methods (``propose``, ``solve``, ...) and async ones with an ``a`` prefix (``apropose``,
-``asolve``, ...) take and return the schemas of `services.inference.schemas`.
+``asolve``, ...) take and return the schemas of `azr.contracts.inference`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from services.inference.schemas import (
+from azr.common.retry import RetryPolicy, request_with_retry
+from azr.contracts.inference import (
     GenerateRequest,
     GenerateResponse,
     ProposeRequest,
@@ -44,8 +45,21 @@ def _check(response: httpx.Response) -> None:
 
 
 class InferenceClient:
-    def __init__(self, base_url: str, *, token: str | None = None, timeout: float = 1800.0) -> None:
+    """With `retry`, a transport error or a 502/503/504 is retried (azr/common/retry.py; every
+    call is idempotent, a weight load of the loaded version included) and `ServiceUnavailable`
+    names `service` once the attempts are spent."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 1800.0,
+        retry: RetryPolicy | None = None,
+        service: str = "inference",
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._retry, self.service = retry, service
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         # Generations of long batches on a CPU take minutes; connecting should not.
         t = httpx.Timeout(timeout, connect=10.0)
@@ -61,10 +75,22 @@ class InferenceClient:
             )
         return self._async
 
-    def _post(self, path: str, body: BaseModel, out: type[T]) -> T:
-        response = self._sync.post(path, json=body.model_dump(mode="json", exclude_none=True))
+    def _send(self, method: str, path: str, body: BaseModel | None = None) -> httpx.Response:
+        payload = None if body is None else body.model_dump(mode="json", exclude_none=True)
+
+        def send() -> httpx.Response:
+            return self._sync.request(method, path, json=payload)
+
+        if self._retry is None:
+            response = send()
+        else:
+            what = f"{method} {path}"
+            response = request_with_retry(send, service=self.service, what=what, policy=self._retry)
         _check(response)
-        return out.model_validate(response.json())
+        return response
+
+    def _post(self, path: str, body: BaseModel, out: type[T]) -> T:
+        return out.model_validate(self._send("POST", path, body).json())
 
     async def _apost(self, path: str, body: BaseModel, out: type[T]) -> T:
         response = await self._aclient().post(
@@ -104,9 +130,7 @@ class InferenceClient:
         )
 
     def weights(self) -> WeightsInfoOut:
-        response = self._sync.get("/v1/weights")
-        _check(response)
-        return WeightsInfoOut.model_validate(response.json())
+        return WeightsInfoOut.model_validate(self._send("GET", "/v1/weights").json())
 
     def ready(self) -> bool:
         try:

@@ -6,11 +6,13 @@ import logging
 import os
 from pathlib import Path
 
+from azr.common.http import InsecureBind, require_token_for_bind
+from azr.common.model import resolve_model
 from azr.settings import Settings, get_settings
 from services.inference.app import build_app
 from services.inference.engine import Engine
-from services.inference.model import resolve_model
 from services.inference.service import InferenceService
+from services.inference.transfer import make_transfer
 
 
 def make_engine(settings: Settings, model_dir: Path | None = None) -> Engine:
@@ -42,6 +44,9 @@ def make_engine(settings: Settings, model_dir: Path | None = None) -> Engine:
         # A trainer that trains LoRA publishes adapters: serve them on the unchanged base.
         enable_lora=settings.trainer.lora,
         max_lora_rank=settings.trainer.lora_rank,
+        tensor_parallel_size=cfg.tensor_parallel_size,
+        data_parallel_size=cfg.data_parallel_size,
+        gpu_memory_utilization=cfg.gpu_memory_utilization,
     )
 
 
@@ -51,10 +56,13 @@ def make_service(settings: Settings, engine: Engine) -> InferenceService:
         engine=engine,
         max_model_len=cfg.max_model_len,
         prompt_style=cfg.prompt_style,
+        solve_profile=settings.prompts.solve_profile,
+        propose_profile=settings.prompts.propose_profile,
         answer_prefill=cfg.answer_prefill,
         close_answers=cfg.close_answers,
         stop=list(cfg.stop),
         banned=list(settings.executor.banned_modules),
+        transfer=make_transfer(cfg.weight_transfer),
     )
 
 
@@ -65,11 +73,23 @@ def serve(host: str | None = None, port: int | None = None, role: str = "inferen
     logging.basicConfig(level=settings.log_level)
     if role not in ("proposer", "solver", "inference"):
         raise ValueError(f"unknown inference role {role!r}")
+    host = host or settings.inference.host
+    try:
+        require_token_for_bind(role, host, settings.service_token)
+    except InsecureBind as exc:
+        raise SystemExit(str(exc)) from None
     service = make_service(settings, make_engine(settings))
-    app = build_app(service, role=role, api_token=lambda: settings.api_token)  # type: ignore[arg-type]
+    app = build_app(
+        service,
+        role=role,  # type: ignore[arg-type]
+        token=settings.service_token,
+        checkpoint_root=settings.inference.checkpoint_root or settings.checkpoint_dir,
+        max_body_bytes=settings.max_body_bytes,
+        exit_on_fatal=True,
+    )
     uvicorn.run(
         app,
-        host=host or settings.inference.host,
+        host=host,
         port=port or settings.inference.port,
         log_level=settings.log_level.lower(),
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from azr.core.profiles import PromptSpec
 from azr.core.prompts import R1_INSTRUCTION, answer_prefill, wrap_r1
 from azr.core.tasks import Role, TaskType
 
@@ -28,6 +29,25 @@ PromptStyle = Literal["chat", "plain"]
 class RenderedPrompt:
     text: str  # what the engine tokenises
     prefill: str  # the part of the answer already written for the model (after <think>)
+    spec: PromptSpec | None = None  # the profile's prompt it was rendered from
+
+
+def render_spec(tokenizer: Any, spec: PromptSpec, *, style: PromptStyle = "chat") -> RenderedPrompt:
+    """A profile's prompt as engine text: the chat template with the spec's instruction as the
+    system turn (``chat``), or the plain ``User:``/``Assistant:`` envelope; either way the reply
+    starts with the spec's ``reply_start`` (``<think>`` and/or the opener)."""
+    if style == "chat" and getattr(tokenizer, "chat_template", None):
+        head = tokenizer.apply_chat_template(
+            [
+                {"role": "system", "content": spec.system},
+                {"role": "user", "content": spec.task_text},
+            ],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+        return RenderedPrompt(text=f"{head}{spec.reply_start}", prefill=spec.prefill, spec=spec)
+    text = f"{spec.system}\nUser: {spec.task_text}\nAssistant: {spec.reply_start}"
+    return RenderedPrompt(text=text, prefill=spec.prefill, spec=spec)
 
 
 def render(

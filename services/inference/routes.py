@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, HTTPException, status
 
-from services.inference import metrics
-from services.inference.deps import get_service, ready_service
-from services.inference.engine import EngineUnavailable, Prompt, WeightLoadError
-from services.inference.schemas import (
+from azr.contracts.inference import (
     GenerateRequest,
     GenerateResponse,
     GenerationOut,
     WeightsInfoOut,
     WeightsLoadRequest,
 )
+from services.inference import metrics
+from services.inference.deps import get_service, ready_service
+from services.inference.engine import EngineUnavailable, Prompt, WeightLoadError
 from services.inference.service import (
     Finished,
     InferenceService,
     generation_fields,
     weight_error,
 )
+from services.inference.weights_guard import WeightsRefused, checked_checkpoint
 
 
 def weights_info(service: InferenceService) -> WeightsInfoOut:
@@ -38,7 +40,9 @@ def weights_info(service: InferenceService) -> WeightsInfoOut:
     )
 
 
-def build_router(auth: Callable[..., None]) -> APIRouter:
+def build_router(auth: Callable[..., None], checkpoint_root: Path) -> APIRouter:
+    """`auth` guards the data routes; POST /v1/weights loads only what `weights_guard` allows
+    under `checkpoint_root`."""
     router = APIRouter(tags=["weights"])
 
     @router.get("/v1/weights", response_model=WeightsInfoOut)
@@ -51,7 +55,16 @@ def build_router(auth: Callable[..., None]) -> APIRouter:
     ) -> WeightsInfoOut:
         started = time.perf_counter()
         try:
-            await service.engine.load_weights(body.version, Path(body.path))
+            directory = await asyncio.to_thread(
+                checked_checkpoint, body.path, checkpoint_root, service.engine.model_dir
+            )
+        except WeightsRefused as exc:
+            metrics.SWAPS.labels("refused").inc()
+            raise HTTPException(
+                exc.status_code, f"{exc}; still serving the previous version"
+            ) from exc
+        try:
+            await service.transfer.receive(service.engine, body.version, str(directory))
         except WeightLoadError as exc:
             metrics.SWAPS.labels("rejected").inc()
             raise weight_error(exc) from exc
@@ -65,7 +78,12 @@ def build_router(auth: Callable[..., None]) -> APIRouter:
         metrics.WEIGHT_VERSION.set(body.version)
         return weights_info(service)
 
-    @router.post("/v1/generate", response_model=GenerateResponse, tags=["generate"])
+    @router.post(
+        "/v1/generate",
+        response_model=GenerateResponse,
+        tags=["generate"],
+        dependencies=[Depends(auth)],
+    )
     async def generate(
         body: GenerateRequest, service: InferenceService = Depends(ready_service)
     ) -> GenerateResponse:

@@ -11,8 +11,11 @@ from typing import Any
 
 from fastapi import HTTPException, status
 
-from azr.core.parsing import answer_complete_at, close_answer
-from azr.core.tasks import Role, TaskType
+from azr.contracts.inference import GenerationOut, Sampling
+from azr.core import profiles
+from azr.core.parsing import close_answer
+from azr.core.profiles import PromptSpec
+from azr.core.tasks import Role, Task, TaskType
 from services.inference import metrics
 from services.inference.engine import (
     Engine,
@@ -22,8 +25,14 @@ from services.inference.engine import (
     SamplingParams,
     WeightLoadError,
 )
-from services.inference.prompting import PromptStyle, RenderedPrompt, render, stop_strings
-from services.inference.schemas import GenerationOut, Sampling
+from services.inference.prompting import (
+    PromptStyle,
+    RenderedPrompt,
+    render,
+    render_spec,
+    stop_strings,
+)
+from services.inference.transfer import FilesystemTransfer, WeightTransfer
 
 
 @dataclass
@@ -31,10 +40,13 @@ class InferenceService:
     engine: Engine
     max_model_len: int = 2048
     prompt_style: PromptStyle = "chat"
+    solve_profile: str = "paper"
+    propose_profile: str = "paper"
     answer_prefill: bool = False
     close_answers: bool = True
     stop: list[str] = field(default_factory=lambda: ["</answer>"])
     banned: list[str] = field(default_factory=list)
+    transfer: WeightTransfer = field(default_factory=FilesystemTransfer)
 
     def render(
         self, task_text: str, task_type: TaskType, role: Role, sampling: Sampling
@@ -51,6 +63,27 @@ class InferenceService:
             prefill_answer=prefill,
         )
 
+    def prefill_of(self, sampling: Sampling) -> bool:
+        return self.answer_prefill if sampling.answer_prefill is None else sampling.answer_prefill
+
+    def solve_spec(self, task: Task, sampling: Sampling) -> PromptSpec:
+        return profiles.solve_spec(task, self.solve_profile, prefill=self.prefill_of(sampling))
+
+    def propose_spec(
+        self, task_type: TaskType, references: list[Task], n_inputs: int, sampling: Sampling
+    ) -> PromptSpec:
+        return profiles.propose_spec(
+            task_type,
+            references,
+            self.banned,
+            self.propose_profile,
+            n_inputs=n_inputs,
+            prefill=self.prefill_of(sampling),
+        )
+
+    def render_spec(self, spec: PromptSpec) -> RenderedPrompt:
+        return render_spec(self.engine.tokenizer, spec, style=self.prompt_style)
+
     def finish(
         self,
         sample: Sample,
@@ -59,36 +92,54 @@ class InferenceService:
         role: Role,
         sampling: Sampling,
         n_inputs: int = 10,
+        spec: PromptSpec | None = None,
     ) -> Finished:
-        """The response the parser sees; with `close_answers`, a sample whose answer is complete
-        but unclosed is cut after its last needed block (token ids and logprobs too, so the
-        trainer learns only from tokens that are part of the answer) and closed for it."""
+        """The response the parser sees; with `close_answers`, a sample whose paper-profile answer
+        is complete but unclosed is cut after its last needed block (token ids and logprobs too,
+        so the trainer learns only from tokens that are part of the answer) and closed for it.
+        Opener-profile answers end at their stop strings and are never cut here."""
         response = prefill + sample.text
+        spec = spec or PromptSpec("paper", "", "", "", "", ())
         close = self.close_answers if sampling.close_answers is None else sampling.close_answers
-        at = answer_complete_at(task_type, role, response, n_inputs=n_inputs) if close else None
+        at = (
+            profiles.complete_at(spec, task_type, role, response, n_inputs=n_inputs)
+            if close
+            else None
+        )
         if at is None:
             return Finished(sample, response)
         cut = cut_sample(self.engine.tokenizer, sample, at - len(prefill))
         response = prefill + cut.text
-        at = answer_complete_at(task_type, role, response, n_inputs=n_inputs)
+        at = profiles.complete_at(spec, task_type, role, response, n_inputs=n_inputs)
         if at is None:  # cannot happen for a consistent tokenizer; keep the sample as it was
             return Finished(sample, prefill + sample.text)
         return Finished(cut, close_answer(response, at), answer_closed=True)
 
-    def params(self, sampling: Sampling, n: int, role: Role | None = None) -> SamplingParams:
+    def params(
+        self,
+        sampling: Sampling,
+        n: int,
+        role: Role | None = None,
+        spec: PromptSpec | None = None,
+    ) -> SamplingParams:
         return SamplingParams(
             n=n,
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             top_k=sampling.top_k,
             max_tokens=sampling.max_tokens,
-            stop=tuple(self.stop_strings(sampling, role)),
+            stop=tuple(self.stop_strings(sampling, role, spec)),
             seed=sampling.seed,
         )
 
-    def stop_strings(self, sampling: Sampling, role: Role | None) -> list[str]:
+    def stop_strings(
+        self, sampling: Sampling, role: Role | None, spec: PromptSpec | None = None
+    ) -> list[str]:
         if sampling.stop is not None:
             return list(sampling.stop)
+        if spec is not None and spec.profile != "paper":
+            # An opener's answer ends at a line end or a fence: stop there, not at the limit.
+            return list(dict.fromkeys([*self.stop, *spec.stop]))
         prefill = (
             self.answer_prefill if sampling.answer_prefill is None else sampling.answer_prefill
         )

@@ -32,10 +32,17 @@ def _pick_device(device: str) -> str:
 
 
 def load_state_dict_from_dir(directory: Path) -> dict[str, Any]:
-    """All tensors of the safetensors files in `directory` (sharded or not), on CPU."""
+    """All tensors of the safetensors files in `directory` (sharded or not), on CPU: the ones
+    its manifest lists when it has one (an unlisted file was never verified)."""
     from safetensors.torch import load_file
 
-    files = sorted(Path(directory).glob("*.safetensors"))
+    from azr.common.checkpoints import MANIFEST, read_manifest
+
+    directory = Path(directory)
+    files = sorted(directory.glob("*.safetensors"))
+    if (directory / MANIFEST).is_file():
+        listed = set(read_manifest(directory).get("files", {}))
+        files = [f for f in files if f.name in listed]
     if not files:
         raise WeightLoadError(f"{directory} has no .safetensors files")
     state: dict[str, Any] = {}

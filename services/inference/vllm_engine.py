@@ -69,6 +69,9 @@ def server_command(
     enforce_eager: bool,
     enable_lora: bool = False,
     max_lora_rank: int = 16,
+    tensor_parallel_size: int = 1,
+    data_parallel_size: int = 1,
+    gpu_memory_utilization: float = 0.9,
 ) -> list[str]:
     cmd = [
         sys.executable,
@@ -95,6 +98,13 @@ def server_command(
         cmd.append("--enforce-eager")
     if enable_lora:
         cmd += ["--enable-lora", "--max-lora-rank", str(max_lora_rank), "--max-loras", "2"]
+    # Only what differs from vLLM's defaults, so the CPU command stays the tested one.
+    if tensor_parallel_size > 1:
+        cmd += ["--tensor-parallel-size", str(tensor_parallel_size)]
+    if data_parallel_size > 1:
+        cmd += ["--data-parallel-size", str(data_parallel_size)]
+    if gpu_memory_utilization != 0.9:
+        cmd += ["--gpu-memory-utilization", str(gpu_memory_utilization)]
     return cmd
 
 
@@ -136,6 +146,9 @@ class VLLMEngine(Engine):
         max_lora_rank: int = 16,
         pass_seed: bool | None = None,
         initial_version: int = 0,
+        tensor_parallel_size: int = 1,
+        data_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.9,
     ) -> None:
         super().__init__(model_dir, initial_version)
         self._external = url is not None
@@ -152,6 +165,9 @@ class VLLMEngine(Engine):
         self.enable_lora = enable_lora
         self.serves_lora = enable_lora
         self.max_lora_rank = max_lora_rank
+        self.tensor_parallel_size = tensor_parallel_size
+        self.data_parallel_size = data_parallel_size
+        self.gpu_memory_utilization = gpu_memory_utilization
         # Requests name the adapter of the current version, or the base model when there is none.
         self._request_model = served_name
         self._base_weights = Path(model_dir)  # the last whole checkpoint loaded (adapters aside)
@@ -202,6 +218,9 @@ class VLLMEngine(Engine):
             enforce_eager=self.enforce_eager,
             enable_lora=self.enable_lora,
             max_lora_rank=self.max_lora_rank,
+            tensor_parallel_size=self.tensor_parallel_size,
+            data_parallel_size=self.data_parallel_size,
+            gpu_memory_utilization=self.gpu_memory_utilization,
         )
         out: Any = subprocess.DEVNULL
         if self.log_path is not None:

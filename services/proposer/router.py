@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, status
 
-from azr.core.parsing import parse_proposal
-from azr.core.prompts import propose_prompt
+from azr.contracts.inference import ProposalOut, ProposeRequest, ProposeResponse
+from azr.core.profiles import parse_propose
 from azr.core.tasks import Role, TaskType
 from services.inference.deps import ready_service
-from services.inference.schemas import ProposalOut, ProposeRequest, ProposeResponse
 from services.inference.service import InferenceService, generation_fields
 
 router = APIRouter(tags=["proposer"])
@@ -25,9 +24,9 @@ async def propose(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
                 f"references[{i}]: a reference needs its gold output",
             )
-    task_text = propose_prompt(body.task_type, references, service.banned, n_inputs=body.n_inputs)
-    rendered = service.render(task_text, body.task_type, Role.PROPOSE, body.sampling)
-    params = service.params(body.sampling, body.n)
+    spec = service.propose_spec(body.task_type, references, body.n_inputs, body.sampling)
+    rendered = service.render_spec(spec)
+    params = service.params(body.sampling, body.n, None, spec)
     why = service.too_long(rendered.text, params.max_tokens)
     if why:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, why)
@@ -37,10 +36,16 @@ async def propose(
     proposals = []
     for sample in samples:
         finished = service.finish(
-            sample, rendered.prefill, body.task_type, Role.PROPOSE, body.sampling, body.n_inputs
+            sample,
+            rendered.prefill,
+            body.task_type,
+            Role.PROPOSE,
+            body.sampling,
+            body.n_inputs,
+            spec,
         )
-        parsed = parse_proposal(
-            body.task_type, finished.response, n_inputs=body.n_inputs, reference=reference
+        parsed = parse_propose(
+            spec, body.task_type, finished.response, n_inputs=body.n_inputs, reference=reference
         )
         proposals.append(
             ProposalOut(

@@ -28,6 +28,7 @@ class TrainerStatus(BaseModel):
     last_step: dict[str, Any] | None
     counts: dict[str, int]
     error: str | None
+    redis_memory: float | None = None
 
 
 def create_app(service: TrainerService) -> FastAPI:
@@ -41,7 +42,7 @@ def create_app(service: TrainerService) -> FastAPI:
                 "version": service.state.version,
             }
 
-    install_common(app, ready=ready)
+    install_common(app, ready=ready, max_body_bytes=service.settings.max_body_bytes)
 
     @app.get("/v1/status", response_model=TrainerStatus, tags=["trainer"])
     def status() -> dict[str, Any]:

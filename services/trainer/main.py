@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
+from azr.common.http import set_fatal
 from azr.common.redis_server import resolve_redis_url
 from azr.settings import get_settings
 from services.trainer.app import create_app
+from services.trainer.distributed import shutdown, world_from_env
 from services.trainer.service import TrainerService
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,12 @@ def serve(host: str | None = None, port: int | None = None, role: str = "trainer
     url, embedded = resolve_redis_url(settings.data_dir, settings.redis_url)
     service = TrainerService(settings, url)
     stop = threading.Event()
+    rank, world, _ = world_from_env()
+    if rank != 0:  # a torchrun worker: no HTTP, no Redis; it follows rank 0
+        service.setup()
+        service.follow()
+        shutdown(service.dist)
+        return
 
     def work() -> None:
         try:
@@ -37,8 +46,18 @@ def serve(host: str | None = None, port: int | None = None, role: str = "trainer
             log.exception("trainer setup failed")
             with service.lock:
                 service.phase, service.error = "error", f"setup failed: {exc}"
+            if world > 1:
+                os._exit(1)  # the other ranks wait in a collective: let torchrun restart all
+            # /healthz answers 503 with the reason, then the process exits for a restart
+            set_fatal(f"trainer setup failed: {type(exc).__name__}: {exc}")
             return
-        service.run(stop)
+        try:
+            service.run(stop)
+        except Exception:
+            # A rank failed mid-step (RankFailure or a broken collective): exit so that
+            # torchrun restarts every rank from the last saved version.
+            log.exception("sharded trainer step failed; exiting for a restart")
+            os._exit(1)
 
     # The model loads in the background so /healthz answers at once and /readyz says when.
     worker = threading.Thread(target=work, name="trainer-loop", daemon=True)
@@ -57,3 +76,7 @@ def serve(host: str | None = None, port: int | None = None, role: str = "trainer
         worker.join(timeout=5)
         if embedded is not None:
             embedded.stop()
+        if world > 1 and worker.is_alive():
+            # Stuck in a collective (a peer is gone): a thread blocked in C++ would keep the
+            # interpreter from exiting, and torchrun waits for every rank.
+            os._exit(1)

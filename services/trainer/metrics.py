@@ -17,6 +17,9 @@ SAVE_SECONDS = Histogram(
     "Wall time to write one version",
     buckets=(0.1, 0.5, 1, 2, 5, 10, 30),
 )
+REDIS_MEMORY = Gauge(
+    "azr_trainer_redis_memory_fraction", "Redis used_memory / maxmemory (0 when unlimited)"
+)
 STEP = Gauge("azr_trainer_step_metric", "Per-step scalar of the last update", ["name"])
 GROUP = Gauge(
     "azr_trainer_group_metric", "Per task x role statistics of the last batch", ["group", "name"]

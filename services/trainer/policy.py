@@ -119,8 +119,12 @@ def response_token_stats(
     response_mask: Tensor,  # [B, L] True at completion tokens
     entropy_grad: bool = True,
     with_entropy: bool = True,
+    temperature: Tensor | float = 1.0,  # scalar, or [T] one per response token
 ) -> TokenStats:
-    """Log-probs (and entropies) at the response tokens only.
+    """Log-probs (and entropies) at the response tokens only, under the distribution the
+    tokens were sampled from: logits / T before the softmax, T being each sample's sampling
+    temperature (otherwise the PPO ratio and the importance weights compare the sampler's
+    tempered distribution with the untempered one whenever T != 1).
 
     The LM head runs on response positions alone: prompts can be long, and a vocabulary of 50k+
     makes full-sequence logits the largest tensor of the step.
@@ -133,6 +137,10 @@ def response_token_stats(
     h = hidden[:, :-1][predict]
     targets = input_ids[:, 1:][predict]
     logits = head(h).float()
+    if isinstance(temperature, Tensor):
+        logits = logits / temperature.to(logits.device, logits.dtype).unsqueeze(-1)
+    elif temperature != 1.0:
+        logits = logits / temperature
     logz = torch.logsumexp(logits, dim=-1)
     logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logz
     entropy = None

@@ -29,8 +29,16 @@ from azr.common.checkpoints import (
     verify_checkpoint,
     version_dir,
 )
+from azr.contracts.trainer import BATCH_FIELD, RewardBatch
 from azr.settings import Settings
 from services.trainer import metrics as prom
+from services.trainer.distributed import (
+    DistContext,
+    barrier,
+    broadcast,
+    init_distributed,
+    rank_device,
+)
 from services.trainer.loss import LossConfig
 from services.trainer.policy import (
     add_lora,
@@ -42,7 +50,6 @@ from services.trainer.policy import (
     pick_device,
     untied_for_save,
 )
-from services.trainer.schemas import BATCH_FIELD, RewardBatch
 from services.trainer.state import (
     TrainerState,
     apply_retention,
@@ -52,6 +59,19 @@ from services.trainer.state import (
 from services.trainer.update import BatchRejected, Updater
 
 log = logging.getLogger(__name__)
+
+
+# Errors an update may hit without the batch being at fault (a full or flaky disk, a CUDA or
+# I/O hiccup, Redis restarting): the entry stays pending and is retried before it is parked.
+TRANSIENT = (OSError, RuntimeError, redis.ConnectionError, redis.TimeoutError)
+
+# How many dead-lettered entries and version announcements the streams keep (approximately).
+HISTORY_LEN = 1000
+
+
+class RankFailure(RuntimeError):
+    """An update or save failed on a sharded trainer: the ranks' states may differ, so the
+    process exits and torchrun restarts the job from the last saved version."""
 
 
 def _text(value: Any) -> str:
@@ -68,6 +88,18 @@ def _short(exc: BaseException, limit: int = 2000) -> str:
     else:
         text = f"{type(exc).__name__}: {exc}"
     return text[:limit]
+
+
+def _batch_id_of(raw: Any) -> str | None:
+    """The batch id of a stream payload that may not even be valid JSON."""
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    value = data.get("batch_id") if isinstance(data, dict) else None
+    return str(value)[:200] if value else None
 
 
 class TrainerService:
@@ -88,19 +120,36 @@ class TrainerService:
         self.model: Any = None
         self.tokenizer: Any = None
         self.updater: Updater | None = None
+        self.dist = DistContext()
+        self._sent = False  # rank 0 broadcast this poll's command (sharded)
+        self._attempts: dict[str, int] = {}  # batch_id -> failed update attempts
+        self._memory_checked = 0.0
+        self.redis_memory: float | None = None  # used / maxmemory, when a limit is set
 
     # ---------------------------------------------------------------- setup
 
     def base_model_dir(self) -> Path:
         if self.cfg.model:
             return Path(self.cfg.model)
-        from services.inference.model import resolve_model
+        from azr.common.model import resolve_model
 
         return resolve_model(self.settings)
 
     def setup(self) -> None:
         """Ensure version 0 exists, load the newest version and its optimizer state, create the
-        consumer group and announce the current version for late subscribers."""
+        consumer group and announce the current version for late subscribers. On N ranks every
+        rank calls it; rank 0 alone writes version 0 and talks to Redis."""
+        self.dist = init_distributed(self.cfg, pick_device(self.cfg.device))
+        if self.dist.is_main:
+            self._init_versions()
+        barrier(self.dist)
+        self._load_latest()
+        if self.dist.is_main:
+            self._init_stream()
+        with self.lock:
+            self.phase, self.ready = "idle", True
+
+    def _init_versions(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         if not list_versions(self.root):
             base = self.base_model_dir()
@@ -116,15 +165,26 @@ class TrainerService:
                 )
             del model
         apply_retention(self.root, self.cfg.keep_last, self.cfg.keep_every)
-        self._load_latest()
+
+    def _init_stream(self) -> None:
         try:
             self.redis.xgroup_create(self.cfg.stream, self.cfg.group, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
         self._catch_up_announcement()
+
+    def _recreate_group(self, exc: BaseException) -> None:
+        """Redis lost the stream or the group (restarted without its data, or flushed): create
+        them again and announce the current version again. Batches that were on the lost
+        stream are gone; the gateway sees they are neither queued nor trained and publishes
+        them again from its journal (docs/trainer.md)."""
+        log.error(
+            "consumer group %s missing (%s): Redis lost its data; recreating", self.cfg.group, exc
+        )
+        self._init_stream()
         with self.lock:
-            self.phase, self.ready = "idle", True
+            self.error = "Redis lost the reward stream; consumer group recreated"
 
     def _latest_valid_version(self) -> int:
         for v in reversed(list_versions(self.root)):
@@ -136,6 +196,9 @@ class TrainerService:
         raise RuntimeError(f"no valid checkpoint version under {self.root}")
 
     def _load_latest(self) -> None:
+        if self.dist.sharded:
+            self._load_latest_sharded()
+            return
         cfg = self.cfg
         device = pick_device(cfg.device)
         version = self._latest_valid_version()
@@ -173,9 +236,60 @@ class TrainerService:
             autocast_dtype(cfg.autocast, device),
             ref,
             pad_id=int(pad or 0),
+            base_lr=cfg.lr,
         )
         prom.VERSION.set(version)
         log.info("trainer at version %d (%s, %s)", version, "lora" if cfg.lora else "full", device)
+
+    def _load_latest_sharded(self) -> None:
+        from services.trainer import sharded
+
+        cfg, ctx = self.cfg, self.dist
+        device = rank_device(pick_device(cfg.device), ctx)
+        version = int(broadcast(self._latest_valid_version() if ctx.is_main else None, ctx))
+        bf16 = autocast_dtype(cfg.autocast, device) is not None
+        checkpointing = cfg.activation_checkpointing
+        root = sharded.load_sharded(
+            version_dir(self.root, version), device, ctx, bf16=bf16, checkpointing=checkpointing
+        )
+        optimizer = make_optimizer(root, cfg, device)
+        saved = broadcast(
+            sharded.read_sharded_state(self.root, version) if ctx.is_main else None, ctx
+        )
+        if saved is not None and saved.version == version:
+            sharded.load_sharded_state(self.root, version, root, optimizer)
+            self.state = saved
+        else:
+            if version:
+                log.warning("no sharded trainer state for version %d; fresh optimizer", version)
+            self.state = TrainerState(version=version)
+            batch_id = read_manifest(version_dir(self.root, version)).get("batch_id")
+            if batch_id:
+                self.state.batches[str(batch_id)] = version
+        ref = None
+        if cfg.kl_coef:
+            ref = sharded.load_sharded(
+                version_dir(self.root, 0), device, ctx, bf16=bf16, checkpointing=False
+            )
+            ref.eval().requires_grad_(False)
+        self.tokenizer = load_tokenizer(version_dir(self.root, version))
+        pad = getattr(self.tokenizer, "pad_token_id", None) if self.tokenizer else None
+        self.model = root.model
+        self.updater = Updater(
+            root,
+            optimizer,
+            LossConfig(cfg.clip_ratio, cfg.entropy_coef, cfg.kl_coef, cfg.tis_cap),
+            cfg.micro_batch_tokens,
+            cfg.grad_clip,
+            device,
+            None,  # bf16 compute comes from FSDP's mixed-precision policy
+            pad_id=int(pad or 0),
+            dist=ctx,
+            forward=root,
+            ref_forward=ref,
+        )
+        prom.VERSION.set(version)
+        log.info("rank %d/%d at version %d (fsdp, %s)", ctx.rank, ctx.world_size, version, device)
 
     # ---------------------------------------------------------------- announcements
 
@@ -196,19 +310,23 @@ class TrainerService:
         }
 
     def announce(self, version: int) -> None:
-        """Record `version` in Redis: the batch map, the versions stream, the latest key (only
-        ever moving forward) and a pub/sub message. Safe to repeat."""
+        """Record `version` in Redis: the batch map, the versions stream and the latest key (only
+        ever moving forward). Safe to repeat."""
         body = self._announcement(version)
         text = json.dumps(body)
         pipe = self.redis.pipeline()
         if body["batch_id"]:
             pipe.hset(self.cfg.batch_versions_key, body["batch_id"], version)
-        pipe.xadd(self.cfg.versions_stream, {"version": str(version), "announcement": text})
+        pipe.xadd(
+            self.cfg.versions_stream,
+            {"version": str(version), "announcement": text},
+            maxlen=HISTORY_LEN,
+            approximate=True,
+        )
         pipe.execute()
         current = self.redis.get(self.cfg.latest_key)
         if current is None or json.loads(current).get("version", -1) < version:
             self.redis.set(self.cfg.latest_key, text)
-        self.redis.publish(self.cfg.announce_channel, text)
 
     def _catch_up_announcement(self) -> None:
         current = self.redis.get(self.cfg.latest_key)
@@ -221,14 +339,42 @@ class TrainerService:
         while not stop.is_set():
             try:
                 self.poll_once(block_ms)
+            except RankFailure:
+                raise
             except redis.ConnectionError as exc:
                 log.warning("redis unavailable: %s", exc)
                 self._loop_error(exc)
                 stop.wait(1.0)
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    log.exception("trainer loop error")
+                    self._loop_error(exc)
+                    stop.wait(1.0)
+                    continue
+                self._recover_pending = True
+                try:
+                    self._recreate_group(exc)
+                except redis.RedisError as again:
+                    self._loop_error(again)
+                    stop.wait(1.0)
             except Exception as exc:  # keep serving; the entry stays pending and is retried
                 log.exception("trainer loop error")
                 self._loop_error(exc)
                 stop.wait(1.0)
+        if self.dist.sharded:
+            broadcast(("stop",), self.dist)
+
+    def follow(self) -> None:
+        """Ranks 1..N-1: train on what rank 0 broadcasts (it alone reads the stream), so each
+        batch reaches every rank exactly once; rank 0's heartbeat (None) comes every poll."""
+        while True:
+            command = broadcast(None, self.dist)
+            if command is None:
+                continue
+            if command[0] == "stop":
+                return
+            _, entry_id, raw = command
+            self.train_and_save(entry_id, raw, RewardBatch.model_validate_json(raw))
 
     def _loop_error(self, exc: BaseException) -> None:
         self._recover_pending = True
@@ -257,20 +403,66 @@ class TrainerService:
                 cfg.group, cfg.consumer, {cfg.stream: ">"}, count=1, block=block_ms
             )
             entries = got[0][1] if got else []
-        for entry_id, fields in entries:
-            self.handle(_text(entry_id), fields)
+        self._sent = False
+        try:
+            for entry_id, fields in entries:
+                self.handle(_text(entry_id), fields)
+        finally:
+            if self.dist.sharded and not self._sent:
+                broadcast(None, self.dist)  # nothing to train this poll
         self._refresh_backlog()
+        self._check_memory()
         return len(entries)
 
     def _ack(self, entry_id: str) -> None:
-        self.redis.xack(self.cfg.stream, self.cfg.group, entry_id)
+        pipe = self.redis.pipeline()
+        pipe.xack(self.cfg.stream, self.cfg.group, entry_id)
+        if self.cfg.trim_acked:
+            # An acknowledged batch is in a version (or in the dead-letter stream): a 5 MB
+            # entry kept forever would fill Redis in a few hundred steps.
+            pipe.xdel(self.cfg.stream, entry_id)
+        pipe.execute()
+
+    def _check_memory(self, every_s: float = 10.0) -> None:
+        """Redis runs with `noeviction`: when it is full, writes fail instead of reward batches
+        vanishing. Warn (log, metric, status) well before that."""
+        now = time.monotonic()
+        if now - self._memory_checked < every_s:
+            return
+        self._memory_checked = now
+        info = self.redis.info("memory")
+        limit = int(info.get("maxmemory", 0) or 0)
+        if limit <= 0:
+            self.redis_memory = None
+            prom.REDIS_MEMORY.set(0)
+            return
+        used = int(info.get("used_memory", 0)) / limit
+        self.redis_memory = used
+        prom.REDIS_MEMORY.set(used)
+        if used >= self.cfg.redis_memory_alarm:
+            log.error(
+                "Redis memory at %.0f%% of maxmemory (%d bytes); reward batches will be refused "
+                "when it is full (policy %s)",
+                used * 100,
+                limit,
+                _text(info.get("maxmemory_policy", "?")),
+            )
 
     def dead_letter(self, entry_id: str, raw: Any, reason: str) -> None:
         payload = _text(raw)[:100_000] if raw is not None else ""
-        self.redis.xadd(
+        pipe = self.redis.pipeline()
+        pipe.xadd(
             self.cfg.dead_letter_stream,
             {"entry_id": entry_id, "reason": reason, "payload": payload},
+            maxlen=HISTORY_LEN,
+            approximate=True,
         )
+        batch_id = _batch_id_of(raw)
+        if batch_id:
+            # the gateway waits on this batch's version: this mark lets it fail the step now
+            record = {"reason": reason, "entry_id": entry_id, "at": time.time()}
+            pipe.hset(self.cfg.dead_batches_key, batch_id, json.dumps(record))
+        pipe.execute()
         self._ack(entry_id)
         self._count("dead_letter")
         log.warning("dead-lettered %s: %s", entry_id, reason)
@@ -312,6 +504,9 @@ class TrainerService:
 
     def train_and_save(self, entry_id: str, raw: Any, batch: RewardBatch) -> None:
         assert self.updater is not None
+        if self.dist.sharded and self.dist.is_main:
+            broadcast(("train", entry_id, _text(raw)), self.dist)
+            self._sent = True
         with self.lock:
             self.phase = "updating"
             self.current = {
@@ -330,18 +525,33 @@ class TrainerService:
 
         try:
             result = self.updater.step(batch, progress)
-        except BatchRejected as exc:
+        except BatchRejected as exc:  # the same check on every rank: all of them skip it
             self._idle()
-            self.dead_letter(entry_id, raw, str(exc))
+            if self.dist.is_main:
+                self.dead_letter(entry_id, raw, str(exc))
             return
         except Exception as exc:
-            # Not the batch's fault as far as we can tell, but retrying may loop forever:
-            # park it in the dead-letter stream and reload clean weights.
+            if self.dist.sharded:
+                raise RankFailure(f"update on batch {batch.batch_id} failed: {exc}") from exc
             log.exception("update on batch %s failed", batch.batch_id)
             self._reload()
             self._idle(error=_short(exc))
-            self.dead_letter(entry_id, raw, f"update failed: {_short(exc)}")
+            attempts = self._attempts.get(batch.batch_id, 0) + 1
+            if isinstance(exc, TRANSIENT) and attempts < self.cfg.update_attempts:
+                # The entry stays pending: the next poll re-reads it after a short backoff.
+                self._attempts[batch.batch_id] = attempts
+                self._recover_pending = True
+                self._count("failed")
+                time.sleep(min(2.0**attempts, 10.0))
+                return
+            # A bug, or a fault that outlived the retries: retrying may loop forever, so park
+            # the batch (the gateway fails its step with this reason) and keep clean weights.
+            self._attempts.pop(batch.batch_id, None)
+            self.dead_letter(
+                entry_id, raw, f"update failed after {attempts} attempt(s): {_short(exc)}"
+            )
             return
+        self._attempts.pop(batch.batch_id, None)
 
         metrics = dict(result.metrics)
         metrics["staleness"] = float(self.state.version - batch.weight_version)
@@ -352,6 +562,8 @@ class TrainerService:
         try:
             self._save(version, batch, metrics, result.groups)
         except Exception as exc:
+            if self.dist.sharded:
+                raise RankFailure(f"saving version {version} failed: {exc}") from exc
             # The update is in memory only: drop it, keep the entry pending and retry later.
             log.exception("saving version %d failed", version)
             self._reload()
@@ -361,9 +573,10 @@ class TrainerService:
             time.sleep(1.0)
             return
         prom.SAVE_SECONDS.observe(time.perf_counter() - t0)
-        self.announce(version)
-        self._ack(entry_id)
-        apply_retention(self.root, self.cfg.keep_last, self.cfg.keep_every)
+        if self.dist.is_main:
+            self.announce(version)
+            self._ack(entry_id)
+            apply_retention(self.root, self.cfg.keep_last, self.cfg.keep_every)
         prom.VERSION.set(version)
         prom.record_step(metrics, result.groups)
         self._count("trained")
@@ -401,8 +614,6 @@ class TrainerService:
             batches={**self.state.batches, batch.batch_id: version},
             last_metrics={"metrics": metrics, "groups": groups},
         )
-        # Trainer state first, then the weights: a version never exists without its state.
-        save_trainer_state(self.root, version, state, self.updater.optimizer)
         extra = {
             "kind": "lora" if self.cfg.lora else "full",
             "base_version": 0,
@@ -413,8 +624,38 @@ class TrainerService:
             "metrics": metrics,
             "created_at": time.time(),
         }
+        if self.dist.sharded:
+            self._save_sharded(version, state, extra)
+            return
+        # Trainer state first, then the weights: a version never exists without its state.
+        save_trainer_state(self.root, version, state, self.updater.optimizer)
         with untied_for_save(self.model):
             save_model_checkpoint(self.model, self.tokenizer, self.root, version, extra)
+        self.state = state
+
+    def _save_sharded(self, version: int, state: TrainerState, extra: dict[str, Any]) -> None:
+        """Collective. The sharded state (model + moments) first, then rank 0 publishes the
+        consolidated weights; the barrier makes every rank agree the version exists."""
+        from services.trainer import sharded
+
+        assert self.updater is not None
+        root = self.updater.model
+        sharded.save_sharded_state(
+            self.root, version, state, root, self.updater.optimizer, self.dist
+        )
+        weights = sharded.full_state_dict(root)
+        if self.dist.is_main:
+            sharded.publish_consolidated(
+                weights,
+                self.model.config,
+                getattr(self.model, "generation_config", None),
+                self.tokenizer,
+                self.root,
+                version,
+                extra,
+            )
+        del weights
+        barrier(self.dist)
         self.state = state
 
     def _reload(self) -> None:
@@ -462,4 +703,5 @@ class TrainerService:
                 "last_step": self.last_step or self.state.last_metrics or None,
                 "counts": dict(self.counts),
                 "error": self.error,
+                "redis_memory": self.redis_memory,
             }

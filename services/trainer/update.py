@@ -4,6 +4,7 @@ gradient accumulation over the whole batch, grad-norm clipping, AdamW."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import time
@@ -13,10 +14,11 @@ from typing import Any
 
 import torch
 
+from azr.contracts.trainer import RewardBatch
 from azr.core.trrpp import trrpp_advantages
+from services.trainer.distributed import DistContext, all_sum
 from services.trainer.loss import LossConfig, policy_loss
-from services.trainer.policy import response_token_stats
-from services.trainer.schemas import RewardBatch
+from services.trainer.policy import TokenStats, response_token_stats
 
 # Test-only hook: seconds to sleep before each micro-batch, so a test can kill the process in
 # the middle of an update deterministically (tests/trainer/test_crash.py). Unset in production.
@@ -59,6 +61,20 @@ def plan_micro_batches(lengths: list[int], budget: int) -> list[list[int]]:
     if current:
         out.append(current)
     return out
+
+
+def rank_share(plan: list[list[int]], rank: int, world: int) -> list[tuple[list[int], bool]]:
+    """This rank's micro-batches (round-robin over the length-sorted plan) as (indices, counted).
+
+    Under FSDP every rank must run the same number of forward/backward passes (each one
+    gathers the layers collectively), so a rank short of work repeats a micro-batch with its
+    loss multiplied by zero. World size 1: the whole plan, all counted.
+    """
+    mine = [(idx, True) for idx in plan[rank::world]]
+    rounds = -(-len(plan) // world) if plan else 0
+    while len(mine) < rounds:
+        mine.append((plan[0], False))
+    return mine
 
 
 def group_stats(batch: RewardBatch, advantages: list[float]) -> dict[str, dict[str, float]]:
@@ -110,6 +126,10 @@ class Updater:
         amp_dtype: torch.dtype | None = None,
         ref_model: Any | None = None,
         pad_id: int = 0,
+        base_lr: float | None = None,
+        dist: DistContext | None = None,
+        forward: Any | None = None,
+        ref_forward: Any | None = None,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -120,6 +140,13 @@ class Updater:
         self.amp_dtype = amp_dtype
         self.ref_model = ref_model
         self.pad_id = pad_id
+        # The configured rate: a batch without a per-run `lr` trains at it (the optimizer's
+        # saved param groups may hold the last run's rate).
+        self.base_lr = base_lr if base_lr is not None else optimizer.param_groups[0]["lr"]
+        # On N ranks: the FSDP root (sharded.ResponseStats) replaces the direct calls.
+        self.dist = dist or DistContext()
+        self.forward = forward
+        self.ref_forward = ref_forward
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.amp_dtype is None:
@@ -138,6 +165,13 @@ class Updater:
     ) -> StepResult:
         self.check(batch)
         t0 = time.perf_counter()
+        hp = batch.hparams
+        lr = hp.lr if hp is not None and hp.lr is not None else self.base_lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        loss_cfg = self.loss_cfg
+        if hp is not None and hp.entropy_coef is not None:
+            loss_cfg = dataclasses.replace(loss_cfg, entropy_coef=hp.entropy_coef)
         advantages = batch_advantages(batch)
         seqs = [s.prompt_token_ids + s.completion_token_ids for s in batch.samples]
         total_response = batch.n_response_tokens
@@ -147,25 +181,35 @@ class Updater:
             for x, s in zip(seqs, batch.samples, strict=True)
         ]
         plan = plan_micro_batches(lengths, self.micro_batch_tokens)
+        share = rank_share(plan, self.dist.rank, self.dist.world_size)
         sleep_s = float(os.environ.get(TEST_SLEEP_ENV, "0") or 0)
 
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
         loss_total = 0.0
-        for k, idx in enumerate(plan):
+        for k, (idx, counted) in enumerate(share):
             if on_micro_batch:
-                on_micro_batch(k, len(plan))
+                on_micro_batch(k, len(share))
             if sleep_s:
                 time.sleep(sleep_s)
-            loss, stats = self._micro_batch(batch, seqs, advantages, idx, total_response)
-            loss.backward()  # type: ignore[no-untyped-call]
+            loss, stats = self._micro_batch(batch, seqs, advantages, idx, total_response, loss_cfg)
+            if not counted:  # a filler so every rank runs as many FSDP passes as the others
+                loss, stats = loss * 0.0, dict.fromkeys(stats, 0.0)
+            # FSDP averages gradients over ranks; scaling by the world size makes it the sum.
+            (loss * self.dist.world_size).backward()  # type: ignore[no-untyped-call]
             loss_total += float(loss.detach())
             for key, v in stats.items():
                 sums[key] = sums.get(key, 0.0) + v
+        if self.dist.sharded:
+            sums = all_sum({**sums, "_loss": loss_total}, self.dist)
+            loss_total = sums.pop("_loss")
 
         params = [p for p in self.model.parameters() if p.requires_grad]
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.grad_clip))
+        norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+        if hasattr(norm, "full_tensor"):  # a DTensor under FSDP
+            norm = norm.full_tensor()
+        grad_norm = float(norm)
         if math.isfinite(grad_norm):
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -188,6 +232,7 @@ class Updater:
             "micro_batches": float(len(plan)),
             "reward_mean": _mean([s.reward for s in batch.samples]),
             "skipped_nonfinite": 0.0 if math.isfinite(grad_norm) else 1.0,
+            "lr": float(lr),
         }
         return StepResult(metrics=metrics, groups=group_stats(batch, advantages))
 
@@ -198,12 +243,13 @@ class Updater:
         advantages: list[float],
         idx: list[int],
         total_response: int,
+        loss_cfg: LossConfig,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         width = max(len(seqs[i]) for i in idx)
         ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
         attn = torch.zeros((len(idx), width), dtype=torch.long)
         resp = torch.zeros((len(idx), width), dtype=torch.bool)
-        adv_rows, samp_rows = [], []
+        adv_rows, samp_rows, temp_rows = [], [], []
         for row, i in enumerate(idx):
             s = batch.samples[i]
             n_p, n_c = len(s.prompt_token_ids), len(s.completion_token_ids)
@@ -211,6 +257,7 @@ class Updater:
             attn[row, : n_p + n_c] = 1
             resp[row, n_p : n_p + n_c] = True
             adv_rows.append(torch.full((n_c,), advantages[i]))
+            temp_rows.append(torch.full((n_c,), s.temperature))
             lps = s.sampling_logprobs
             samp_rows.append(torch.tensor(lps) if lps is not None else torch.full((n_c,), math.nan))
         dev = self.device
@@ -218,19 +265,35 @@ class Updater:
         # Row-major order of the masked positions matches the concatenation order below.
         adv = torch.cat(adv_rows).to(dev, torch.float32)
         sampling = torch.cat(samp_rows).to(dev, torch.float32)
+        temps = torch.cat(temp_rows).to(dev, torch.float32)
 
-        bonus = self.loss_cfg.entropy_coef != 0.0
+        bonus = loss_cfg.entropy_coef != 0.0
         with self._autocast():
-            stats = response_token_stats(self.model, ids, attn, resp, entropy_grad=bonus)
+            # Every log-prob (pi_theta, pi_old, pi_ref) at the sample's sampling temperature.
+            if self.forward is not None:
+                stats = TokenStats(
+                    *self.forward(ids, attn, resp, entropy_grad=bonus, temperature=temps)
+                )
+            else:
+                stats = response_token_stats(
+                    self.model, ids, attn, resp, entropy_grad=bonus, temperature=temps
+                )
             ref_logp = None
-            if self.ref_model is not None and self.loss_cfg.kl_coef:
+            if self.ref_forward is not None and loss_cfg.kl_coef:
                 with torch.no_grad():
-                    ref = response_token_stats(self.ref_model, ids, attn, resp, with_entropy=False)
+                    ref_logp = self.ref_forward(
+                        ids, attn, resp, with_entropy=False, temperature=temps
+                    )[0]
+            elif self.ref_model is not None and loss_cfg.kl_coef:
+                with torch.no_grad():
+                    ref = response_token_stats(
+                        self.ref_model, ids, attn, resp, with_entropy=False, temperature=temps
+                    )
                     ref_logp = ref.logp
         # One update per batch: the parameters that produced `logp` are pi_old, so the old
         # log-probs are these values without gradient (a second forward pass would be identical).
         old_logp = stats.logp.detach()
         loss, info = policy_loss(
-            stats.logp, old_logp, sampling, adv, stats.entropy, ref_logp, self.loss_cfg
+            stats.logp, old_logp, sampling, adv, stats.entropy, ref_logp, loss_cfg
         )
         return loss / total_response, info

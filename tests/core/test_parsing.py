@@ -14,22 +14,11 @@ from azr.core.parsing import (
     parse_answer,
     parse_proposal,
     rename_entry_to_f,
-    split_generation,
     split_imports,
 )
-from azr.core.prompts import wrap_r1
 from azr.core.tasks import IDENTITY_SEED, Task, TaskType
 
 # ---------------------------------------------------------------- envelope / format
-
-
-def test_split_generation_keeps_later_assistant_markers() -> None:
-    prompt = wrap_r1("solve it")
-    generation = " hmm\nAssistant: that is me </think><answer>1</answer>"
-    assert split_generation(prompt + generation, prompt) == generation
-    assert split_generation(prompt + generation) == "<think>" + generation
-    # A bare generation is never cut, even when it contains the marker (§10.18).
-    assert split_generation(generation) == generation
 
 
 def test_check_format() -> None:
@@ -357,7 +346,6 @@ def test_parsers_never_raise_on_junk() -> None:
         for task_type in TaskType:
             parse_proposal(task_type, text, n_inputs=2, reference=IDENTITY_SEED)
             parse_answer(task_type, text)
-        split_generation(text)
         renamed = rename_entry_to_f(text)
         if renamed is not None:
             tree = ast.parse(renamed)

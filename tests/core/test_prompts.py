@@ -8,7 +8,6 @@ from azr.core.parsing import check_format, parse_answer, parse_proposal
 from azr.core.prompts import (
     R1_INSTRUCTION,
     answer_prefill,
-    chat_messages,
     propose_prompt,
     solve_prompt,
     wrap_r1,
@@ -34,7 +33,6 @@ def test_wrap_r1_preopens_think() -> None:
     assert text.endswith("\nUser: do the thing\nAssistant: <think>")
     assert "<answer>" in R1_INSTRUCTION and "</think>" in R1_INSTRUCTION
     assert wrap_r1("x", prefill=" a").endswith("Assistant: <think> a")
-    assert chat_messages("p") == [{"role": "user", "content": "p"}]
 
 
 @pytest.mark.parametrize("task_type", [TaskType.DEDUCTION, TaskType.ABDUCTION])

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from azr.core.trrpp import token_advantages, trrpp_advantages
+from azr.core.trrpp import trrpp_advantages
 
 
 def test_hand_computed_two_sequences() -> None:
@@ -86,7 +86,3 @@ def test_properties_random_batches() -> None:
                 for j in idx:
                     if rewards[i] > rewards[j]:
                         assert adv[i] > adv[j]
-
-
-def test_token_broadcast() -> None:
-    assert token_advantages([0.5, -1.5], [3, 1]) == [[0.5, 0.5, 0.5], [-1.5]]

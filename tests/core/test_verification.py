@@ -100,3 +100,28 @@ def test_verification_plans() -> None:
     )
     verdict = V.plan_verification(bad, ["os"], timeout_s=1, max_output=10).verdict
     assert verdict is not None and verdict.status == "forbidden"
+
+
+def test_evaluations_are_judged_on_the_trusted_side() -> None:
+    raws: list[dict[str, object]] = [
+        {"status": "ok", "outputs": ["{'a', 'b'}", "{'b', 'a'}"]},  # equal values
+        {"status": "ok", "outputs": ["1", "2"]},  # two calls disagree
+        {"status": "ok", "outputs": ["<X object at 0x1>", "<X object at 0x1>"]},
+        {"status": "pwned", "outputs": ["1", "1"]},  # unknown status: this item's error
+        {"status": "ok", "outputs": ["1"]},  # wrong number of outputs
+        {"status": "ok", "outputs": [1, 1]},  # not texts
+    ]
+    calls = V.JobResult.from_evaluations(raws, repeat=2).calls
+    assert calls[0].status == "ok" and calls[0].deterministic and calls[0].literal
+    assert calls[1].deterministic is False
+    assert calls[2].literal is False
+    assert [c.status for c in calls[3:]] == ["error"] * 3
+
+
+def test_literals_are_capped() -> None:
+    big = "[" + ", ".join(["1"] * 30_000) + "]"
+    assert not V.is_literal(big)  # over the node cap
+    assert not V.literal_equal("[1]", "[1]", max_chars=2)
+    assert V.literal_equal("[1]", "[1.0]", max_chars=5)
+    assert V.same_value("{'b', 'a'}", "{'a', 'b'}")
+    assert V.compare_values([("(1, 2)", "(1.0, 2)"), ("[1]", "(1,)")], 100) == [True, False]

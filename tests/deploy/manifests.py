@@ -22,6 +22,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "k8s" / "azr"
 GPU_VALUES = CHART / "values-gpu.yaml"
+SEVEN_B_VALUES = CHART / "values-7b.yaml"
 KUBE_VERSION = "1.33.0"
 RELEASE = "azr"
 

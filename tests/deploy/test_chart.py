@@ -304,7 +304,6 @@ def test_services_find_each_other_and_secrets(default_docs: list[dict[str, Any]]
         ("AZR_EXECUTOR__URL", "executor"),
         ("AZR_INFERENCE__PROPOSER_URL", "inference"),
         ("AZR_INFERENCE__SOLVER_URL", "inference"),
-        ("AZR_TRAINER__URL", "trainer"),
     ]:
         host, port = env[key].removeprefix("http://").split(":")
         svc = services[host]
@@ -316,9 +315,18 @@ def test_services_find_each_other_and_secrets(default_docs: list[dict[str, Any]]
         }
         assert selected == {target}
     secret_refs = {e["name"] for e in gateway["env"] if "valueFrom" in e}
-    assert secret_refs == {"AZR_REDIS_URL", "AZR_DATABASE_URL", "AZR_API_TOKEN"}
+    assert secret_refs == {
+        "AZR_REDIS_URL",
+        "AZR_DATABASE_URL",
+        "AZR_API_TOKEN",
+        "AZR_SERVICE_TOKEN",
+    }
     worker = m.pod_spec(m.workload_by_role(default_docs, "executor-worker"))["containers"][0]
     assert {e["name"] for e in worker["env"] if "valueFrom" in e} == {"AZR_REDIS_URL"}
+    # the services that listen beyond loopback with data routes get the service token
+    for role in ("executor", "inference"):
+        c = m.pod_spec(m.workload_by_role(default_docs, role))["containers"][0]
+        assert "AZR_SERVICE_TOKEN" in {e["name"] for e in c["env"] if "valueFrom" in e}
 
 
 def test_prometheus_annotations_point_at_the_metrics_port(

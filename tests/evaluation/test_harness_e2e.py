@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from azr.cli import app
 from azr.settings import InferenceSettings, Settings
+from services.cli import app
 from services.evaluation.datasets import Bench, load_bench, select
 from services.evaluation.executor_proc import executor_url
 from services.evaluation.grader import ExecutorGrader

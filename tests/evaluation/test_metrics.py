@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from services.evaluation.metrics import bootstrap_ci, paired_bootstrap_diff, pass_at_k
+from azr.common.stats import bootstrap_ci, paired_bootstrap_diff, pass_at_k
 
 
 @pytest.mark.parametrize(

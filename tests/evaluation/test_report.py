@@ -59,12 +59,15 @@ def test_plot_curves_writes_pngs(tmp_path: Path) -> None:
                     "mean_program_chars": 80.0,
                 },
                 "eval": {"cruxeval-o": {"score": 0.1, "ci_low": 0.0, "ci_high": 0.2}},
+                "eval_indist": {"deduction": {"score": 0.3, "ci_low": 0.1, "ci_high": 0.5}},
             },
         }
         for s in (1, 2, 3)
     ]
+    # the seeding stage's row (step 0) carries no curves
+    steps.insert(0, {"step": 0, "metrics": {"seeding": {"rounds": 1}}})
     written = plot_curves({"groups": groups, "steps": steps}, tmp_path / "img")
     names = {p.name for p in written}
-    assert names == {"hacking_signals.png", "inloop_cruxeval.png"}
+    assert names == {"hacking_signals.png", "inloop_cruxeval.png", "inloop_indist.png"}
     for p in written:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

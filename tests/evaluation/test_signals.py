@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.evaluation.signals import ProposalRecord, Thresholds, compute_signals, flags
+from azr.loop.signals import ProposalRecord, Thresholds, compute_signals, flags
 
 IDENTITY = "def f(x):\n    return x"
 CONSTANT = "def f(x):\n    return 42"

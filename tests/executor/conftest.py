@@ -45,7 +45,7 @@ def engine() -> Iterator[Engine]:
 
 @pytest.fixture
 def fork_server_pids(engine: Engine) -> list[int]:
-    return [engine.pair.primary.proc.pid, engine.pair.secondary.proc.pid]  # type: ignore[union-attr]
+    return [p for p in (engine.pair.primary.server_pid, engine.pair.secondary.server_pid) if p]
 
 
 def only_spares(pids: list[int], spares: int = SPARES) -> bool:

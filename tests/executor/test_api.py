@@ -53,6 +53,16 @@ def test_readyz_reports_layers(client: TestClient) -> None:
         assert name in layers
 
 
+def test_sandbox_route_reports_layers_and_runtime(client: TestClient) -> None:
+    r = client.get("/v1/sandbox")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["runtime"] == "native" and body["workers"] >= 1
+    assert body["missing"] == [], body  # as root every layer is there
+    for name in ("ipcns", "pidns", "seccomp", "audit_hook"):
+        assert body["layers"][name]["active"], body["layers"][name]
+
+
 def test_run_contract(client: TestClient) -> None:
     r = client.post(
         "/v1/run",
@@ -174,4 +184,6 @@ def test_metrics_and_no_leftover_children(client: TestClient, worker: int) -> No
     spares = get_settings().executor.spare_children
     for pool_proc in children_of(worker):
         for fork_server in children_of(pool_proc):
-            assert len(children_of(fork_server)) <= spares
+            # the started process stands in for the fork-server, pid 1 of its PID namespace
+            for server in children_of(fork_server):
+                assert len(children_of(server)) <= spares

@@ -41,7 +41,7 @@ def test_serve_with_zero_workers_is_api_only(redis_url: str, tmp_path: Path) -> 
         "AZR_DATA_DIR": str(tmp_path),
         "PYTHONPATH": _REPO_ROOT,
     }
-    cmd = [sys.executable, "-m", "azr.cli", "serve", "executor", "--host", "127.0.0.1"]
+    cmd = [sys.executable, "-m", "services.cli", "serve", "executor", "--host", "127.0.0.1"]
     proc = subprocess.Popen(
         [*cmd, "--port", str(port)],
         env=env,

@@ -24,6 +24,9 @@ SMALL_RUN = {
     "k_references": 2,
     "induction_inputs": 4,
     "max_tokens": 24,
+    # the seeding stage has its own tests (test_seeding.py); one round in test_e2e_loop.py
+    "seed_tasks_per_type": 0,
+    "heldout_tasks_per_type": 0,
 }
 
 
@@ -83,6 +86,15 @@ def wait_for_status(
             return last
         time.sleep(0.5)
     raise AssertionError(f"run {run_id} did not reach {statuses} in time; last: {last}")
+
+
+def assert_trained_once(sup: Supervisor, stream: str, trained: int) -> None:
+    """Every batch was published once and trained once: acknowledged batches leave the stream
+    (trimmed), the trainer trained `trained` of them and saw no second copy of any."""
+    assert stream_batch_ids(sup.redis_url, stream) == []
+    counts = get(sup.url("trainer"), "/v1/status")["counts"]
+    assert counts["trained"] == trained, counts
+    assert counts["duplicate"] == 0 and counts["dead_letter"] == 0, counts
 
 
 def stream_batch_ids(redis_url: str, stream: str) -> list[str]:

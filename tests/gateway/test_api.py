@@ -296,3 +296,17 @@ def test_read_only_gateway_without_control(tmp_path: Path) -> None:
         assert client.get("/healthz").status_code == 200
         assert "AZR gateway" in client.get("/openapi.json").text
     app.state.store.engine.dispose()
+
+
+def test_a_second_concurrent_run_is_refused_with_409(api: Api) -> None:
+    client, _, _ = api
+    first = make_run(client)
+    res = client.post("/v1/runs", json={"name": "second"}, headers=AUTH)
+    assert res.status_code == 409
+    assert f"run {first['id']}" in res.json()["detail"] and "running" in res.json()["detail"]
+    # a run created without starting is fine; resuming it while the first runs is not
+    idle = make_run(client, start=False)
+    res = client.post(f"/v1/runs/{idle['id']}/resume", headers=AUTH)
+    assert res.status_code == 409 and f"run {first['id']}" in res.json()["detail"]
+    assert client.post(f"/v1/runs/{first['id']}/stop", headers=AUTH).status_code == 200
+    assert client.post(f"/v1/runs/{idle['id']}/resume", headers=AUTH).status_code == 200

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from azr.cli import app as cli
 from azr.settings import Settings
+from services.cli import app as cli
 from services.gateway.app import create_app
 from services.gateway.store import TaskStore
 from tests.gateway.gw_fixtures import TOKEN, LocalControl, running_server, write_checkpoint

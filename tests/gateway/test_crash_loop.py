@@ -20,10 +20,10 @@ from azr.core.dedup import task_fingerprint
 from azr.settings import Settings
 from tests.gateway.loop_stack import (
     SMALL_RUN,
+    assert_trained_once,
     get,
     running_stack,
     start_run,
-    stream_batch_ids,
     wait_for_status,
 )
 
@@ -76,8 +76,7 @@ def test_gateway_kill9_mid_step_resumes_without_loss_or_duplicates(
         metrics = get(gw, f"/v1/runs/{run_id}/metrics")
         assert [s["step"] for s in metrics["steps"]] == list(range(1, steps + 1))
         settings = Settings(data_dir=tmp_path / "data")
-        ids = stream_batch_ids(sup.redis_url, settings.trainer.stream)
-        assert ids == [f"{run_id}:{s}" for s in range(1, steps + 1)]
+        assert_trained_once(sup, settings.trainer.stream, steps)
         import redis
 
         r = redis.Redis.from_url(sup.redis_url)
@@ -124,7 +123,12 @@ def test_executor_worker_kill9_mid_batch_completes(tiny_model_dir: Path, tmp_pat
         result: dict[str, Any] = {}
 
         def call() -> None:
-            resp = httpx.post(f"{executor.url}/v1/validate", json={"items": items}, timeout=300)
+            resp = httpx.post(
+                f"{executor.url}/v1/validate",
+                json={"items": items},
+                headers={"Authorization": f"Bearer {sup.service_token}"},
+                timeout=300,
+            )
             result["status"] = resp.status_code
             result["body"] = resp.json()
 

@@ -15,10 +15,10 @@ from azr.settings import Settings
 from services.gateway.supervisor import Supervisor
 from tests.gateway.loop_stack import (
     SMALL_RUN,
+    assert_trained_once,
     get,
     running_stack,
     start_run,
-    stream_batch_ids,
     wait_for_status,
 )
 
@@ -57,11 +57,16 @@ def test_two_steps_train_and_swap_new_weights(stack: Supervisor, tmp_path: Path)
     seed_file.write_text("\n".join(json.dumps(s) for s in SEEDS))
     sup = stack
     gw = sup.gateway_url
-    run_id = start_run(gw, {**SMALL_RUN, "seed_file": str(seed_file)})
+    # one round of the seeding stage: the tiny model proposes through the real services
+    seeding = {"seed_tasks_per_type": 3, "heldout_tasks_per_type": 1, "seed_max_rounds": 1}
+    run_id = start_run(gw, {**SMALL_RUN, **seeding, "seed_file": str(seed_file)})
     final = wait_for_status(gw, run_id, ("finished", "failed", "stopped"), timeout_s=900)
     assert final["status"] == "finished", final["error"]
 
     metrics = get(gw, f"/v1/runs/{run_id}/metrics")
+    step0 = metrics["steps"].pop(0)  # the seeding stage, recorded as step 0
+    assert step0["step"] == 0 and step0["metrics"]["seeding"]["rounds"] == 1
+    assert 0 < step0["metrics"]["seeding"]["proposed"] <= 3 * SMALL_RUN["batch_size"]
     assert [s["step"] for s in metrics["steps"]] == [1, 2]
     for step in (1, 2):
         rows = [g for g in metrics["groups"] if g["step"] == step]
@@ -93,10 +98,7 @@ def test_two_steps_train_and_swap_new_weights(stack: Supervisor, tmp_path: Path)
 
     # one reward batch per step reached the trainer, each trained into a new version
     settings = Settings()
-    assert stream_batch_ids(sup.redis_url, settings.trainer.stream) == [
-        f"{run_id}:1",
-        f"{run_id}:2",
-    ]
+    assert_trained_once(sup, settings.trainer.stream, 2)
     r = redis.Redis.from_url(sup.redis_url)
     v1 = int(r.hget(settings.trainer.batch_versions_key, f"{run_id}:1") or -1)
     v2 = int(r.hget(settings.trainer.batch_versions_key, f"{run_id}:2") or -1)

@@ -9,17 +9,17 @@ from pathlib import Path
 import pytest
 import redis
 
+from azr.contracts.trainer import RewardBatch, TrainHparams
 from azr.core.tasks import IDENTITY_SEED, Answer, Proposal, Role, Task, TaskType, group_key
+from azr.loop import metrics as loop_metrics
+from azr.loop.journal import StepJournal
+from azr.loop.orchestrator import LoopPorts, Orchestrator
+from azr.loop.ports import AnswerGen, ProposalGen, Validation
+from azr.loop.records import ScoredAnswer, ScoredProposal, StepOutcome
+from azr.loop.rewards import reward_batch, score_answer, score_proposal
 from azr.settings import LoopSettings, Settings
-from services.gateway.loop import metrics as loop_metrics
 from services.gateway.loop.adapters import RedisTrainer, StoreBuffers, StoreHistory
-from services.gateway.loop.journal import StepJournal
-from services.gateway.loop.orchestrator import LoopPorts, Orchestrator
-from services.gateway.loop.ports import AnswerGen, ProposalGen, Validation
-from services.gateway.loop.records import ScoredAnswer, ScoredProposal, StepOutcome
-from services.gateway.loop.rewards import reward_batch, score_answer, score_proposal
 from services.gateway.store import TaskFilter, TaskStore
-from services.trainer.schemas import RewardBatch
 
 
 def _pgen(
@@ -102,11 +102,15 @@ def test_proposer_rewards_follow_the_composite_mapping() -> None:
 
 def test_reward_batch_is_accepted_by_the_trainer_schema() -> None:
     out = _outcome()
+    # each sample carries the temperature it was sampled at; greedy ones are scored at T = 1
+    out.proposals[TaskType.DEDUCTION][0].gen.temperature = 0.6
+    out.answers[TaskType.DEDUCTION][0].gen.temperature = 0.0
     data = reward_batch(out)
     batch = RewardBatch.model_validate({**data, "run_id": str(data["run_id"])})
     assert batch.batch_id == "7:2"
     assert batch.groups() == {"deduction/propose": 4, "deduction/solve": 3}
     assert all(s.weight_version == 3 for s in batch.samples)
+    assert [s.temperature for s in batch.samples] == [0.6, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
     rewards = sorted(s.reward for s in batch.samples if s.role == Role.PROPOSE)
     assert rewards == [-1.0, -1.0, 0.0, 0.75]
 
@@ -194,7 +198,7 @@ def test_replayed_step_writes_nothing_twice(store: TaskStore, settings: Settings
         _NoGeneration(), _NoGeneration(), buffers, trainer, StoreHistory(store, run_id)
     )  # type: ignore[arg-type]
     journal = StepJournal(settings.data_dir, run_id)
-    cfg = LoopSettings(batch_size=2, steps=1)
+    cfg = LoopSettings(batch_size=2, steps=1, seed_tasks_per_type=0)
     orch = Orchestrator(run_id, cfg, ports, journal)
     orch.base_version = 3
     orch.seed()
@@ -204,6 +208,12 @@ def test_replayed_step_writes_nothing_twice(store: TaskStore, settings: Settings
     out = _outcome()
     out.run_id = run_id
     payload = orch.payload(out)
+    assert "hparams" not in payload["batch"]  # the trainer's own settings
+    orch.cfg = LoopSettings(batch_size=2, steps=1, lr=3e-5)
+    assert orch.payload(out)["batch"]["hparams"] == {"lr": 3e-5}
+    assert RewardBatch.model_validate(
+        {**orch.payload(out)["batch"], "run_id": "r"}
+    ).hparams == TrainHparams(lr=3e-5)
     # only the valid, new proposals become tasks; the identity one duplicates nothing yet
     assert len(payload["new_tasks"]) == 2
     journal.write_pending(2, payload)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from azr.loop.orchestrator import LoopPorts
 from azr.settings import LoopSettings, Settings
 from services.gateway.control import InvalidTransition
 from services.gateway.loop.adapters import (
@@ -19,7 +20,6 @@ from services.gateway.loop.adapters import (
     StoreBuffers,
     StoreHistory,
 )
-from services.gateway.loop.orchestrator import LoopPorts
 from services.gateway.runner import LoopRunner, load_seed_file
 from services.gateway.store import TaskStore
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from azr.contracts.inference import Sampling
 from azr.core.parsing import parse_proposal
 from azr.core.tasks import Role, TaskType
 from services.inference.engine import Sample
-from services.inference.schemas import Sampling
 from services.inference.service import InferenceService
 from services.inference.transformers_engine import TransformersEngine
 

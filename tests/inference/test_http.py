@@ -32,12 +32,23 @@ def task_json(task: Task, task_type: TaskType | None = None) -> dict[str, object
 
 
 @pytest.fixture(scope="module")
-def client(tiny_model_dir: Path) -> Iterator[TestClient]:
+def checkpoint_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("checkpoints")
+
+
+@pytest.fixture(scope="module")
+def client(tiny_model_dir: Path, checkpoint_root: Path) -> Iterator[TestClient]:
     engine = TransformersEngine(tiny_model_dir, device="cpu")
     service = InferenceService(engine=engine, max_model_len=2048, banned=["os", "sys"])
-    with TestClient(
-        build_app(service, role="inference", api_token=TOKEN, wait_for_engine=True)
-    ) as c:
+    app = build_app(
+        service,
+        role="inference",
+        token=TOKEN,
+        checkpoint_root=checkpoint_root,
+        wait_for_engine=True,
+    )
+    # every data route needs the service token; the client sends it unless a test overrides it
+    with TestClient(app, headers=AUTH) as c:
         yield c
 
 
@@ -189,9 +200,10 @@ def test_non_json_body_is_a_4xx(client: TestClient) -> None:
 
 
 def test_weights_route_swaps_verifies_and_needs_a_token(
-    client: TestClient, tiny_model_dir: Path, tmp_path: Path
+    client: TestClient, tiny_model_dir: Path, checkpoint_root: Path
 ) -> None:
-    v1 = perturbed_checkpoint(tiny_model_dir, tmp_path / "ckpts", 1, scale=1.0)
+    root = checkpoint_root / "swap"
+    v1 = perturbed_checkpoint(tiny_model_dir, root, 1, scale=1.0)
     greedy = {"prompts": ["The quick brown fox"], "sampling": {"temperature": 0, "max_tokens": 12}}
 
     def completion() -> tuple[int, list[int]]:
@@ -199,14 +211,20 @@ def test_weights_route_swaps_verifies_and_needs_a_token(
         return out["version"], out["completion_token_ids"]
 
     v0_version, v0_tokens = completion()
-    assert client.post("/v1/weights", json={"version": 1, "path": str(v1)}).status_code == 401
+    missing = {"Authorization": ""}
+    assert (
+        client.post(
+            "/v1/weights", json={"version": 1, "path": str(v1)}, headers=missing
+        ).status_code
+        == 401
+    )
     wrong = {"Authorization": "Bearer nope"}
     assert (
         client.post("/v1/weights", json={"version": 1, "path": str(v1)}, headers=wrong).status_code
         == 401
     )
 
-    bad = tmp_path / "bad"
+    bad = root / "bad"
     shutil.copytree(v1, bad)
     corrupt(bad)
     response = client.post("/v1/weights", json={"version": 2, "path": str(bad)}, headers=AUTH)
@@ -248,7 +266,6 @@ def test_engine_starts_in_the_background_and_readyz_reports_failure(
     shutil.copy(tiny_model_dir / "config.json", broken / "config.json")  # no weights, no tokenizer
     service = InferenceService(engine=TransformersEngine(broken, device="cpu"))
     with TestClient(build_app(service, role="solver")) as c:
-        assert c.get("/healthz").status_code == 200
         for _ in range(200):
             report = c.get("/readyz").json()
             if "error" in report:
@@ -256,6 +273,9 @@ def test_engine_starts_in_the_background_and_readyz_reports_failure(
             time.sleep(0.05)
         response = c.get("/readyz")
         assert response.status_code == 503 and response.json()["error"]
+        # the liveness probe sees the fatal state too (in-process: no exit)
+        health = c.get("/healthz")
+        assert health.status_code == 503 and "engine start failed" in health.json()["reason"]
         body = {"tasks": [task_json(IDENTITY_SEED)], "sampling": FAST}
         unavailable = c.post("/v1/solve", json=body)
         assert unavailable.status_code == 503 and "not" in unavailable.json()["detail"]

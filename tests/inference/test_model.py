@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from azr.common.checkpoints import verify_checkpoint
-from azr.settings import Settings
-from services.inference.model import (
+from azr.common.model import (
     GGUF_NAME,
     build_tiny_model,
     gguf_path,
@@ -17,6 +16,7 @@ from services.inference.model import (
     resolve_model,
     tokenizer_dir,
 )
+from azr.settings import Settings
 
 
 def test_tiny_model_is_a_small_untied_llama_with_the_smollm2_tokenizer(

@@ -16,10 +16,10 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from azr.common.model import prepare_default_model
 from azr.core.tasks import IDENTITY_SEED
 from services.inference.app import build_app
 from services.inference.engine import WeightLoadError
-from services.inference.model import prepare_default_model
 from services.inference.service import InferenceService
 from services.inference.vllm_engine import VLLMEngine
 from tests.inference.helpers import perturbed_checkpoint, start_test_vllm

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from azr.common.checkpoints import save_model_checkpoint
+from azr.common.model import prepare_default_model
 from services.inference.engine import WeightLoadError
-from services.inference.model import prepare_default_model
 from services.inference.transformers_engine import TransformersEngine
 from services.inference.vllm_engine import VLLMEngine
 from tests.inference.helpers import corrupt, start_test_vllm

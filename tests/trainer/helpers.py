@@ -7,9 +7,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from azr.contracts.trainer import RewardBatch, RewardSample
 from azr.core.tasks import GROUPS
 from azr.settings import Settings, TrainerSettings
-from services.trainer.schemas import RewardBatch, RewardSample
 
 
 def trainer_settings(data_dir: Path, model_dir: Path, redis_url: str, **overrides: Any) -> Settings:
@@ -19,10 +19,10 @@ def trainer_settings(data_dir: Path, model_dir: Path, redis_url: str, **override
         "model": str(model_dir),
         "stream": f"test:{tag}:batches",
         "dead_letter_stream": f"test:{tag}:dead",
-        "announce_channel": f"test:{tag}:weights",
         "versions_stream": f"test:{tag}:versions",
         "latest_key": f"test:{tag}:latest",
         "batch_versions_key": f"test:{tag}:batch-versions",
+        "dead_batches_key": f"test:{tag}:dead-batches",
         "lr": 1e-3,
         "micro_batch_tokens": 256,
     }

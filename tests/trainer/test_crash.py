@@ -14,9 +14,9 @@ import torch
 from safetensors.torch import load_file
 
 from azr.common.checkpoints import list_versions, read_manifest, verify_checkpoint, version_dir
+from azr.contracts.trainer import publish_reward_batch
 from services.trainer.loss import LossConfig
 from services.trainer.policy import load_model, make_optimizer
-from services.trainer.schemas import publish_reward_batch
 from services.trainer.state import STATE_DIR, load_trainer_state
 from services.trainer.update import TEST_SLEEP_ENV, Updater
 from tests.trainer.helpers import make_batch, trainer_settings

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from azr.contracts.trainer import RewardBatch, RewardSample, publish_reward_batch
 from azr.core.tasks import GROUPS
-from services.trainer.schemas import RewardBatch, RewardSample, publish_reward_batch
 from tests.trainer.conftest import MakeService
 from tests.trainer.helpers import sample_completions
 

@@ -6,8 +6,8 @@ import torch
 from peft import PeftModel
 
 from azr.common.checkpoints import list_versions, read_manifest, verify_checkpoint, version_dir
+from azr.contracts.trainer import publish_reward_batch
 from services.trainer.policy import load_model
-from services.trainer.schemas import publish_reward_batch
 from tests.trainer.conftest import MakeService
 from tests.trainer.helpers import make_batch
 

@@ -8,7 +8,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from services.trainer.schemas import RewardBatch, RewardSample, encode_batch, publish_reward_batch
+from azr.contracts.trainer import RewardBatch, RewardSample, encode_batch, publish_reward_batch
 from tests.trainer.helpers import make_batch
 
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from azr.contracts.trainer import RewardBatch, RewardSample, TrainHparams
 from azr.core.tasks import GROUPS
 from services.trainer.loss import LossConfig, policy_loss
 from services.trainer.policy import load_model
-from services.trainer.schemas import RewardBatch, RewardSample
 from services.trainer.update import Updater, batch_advantages, plan_micro_batches
 from tests.trainer.helpers import make_batch
 
@@ -139,3 +139,24 @@ def test_empty_completions_are_left_out(tiny_model_dir: Path) -> None:
         batch.samples[0].completion_token_ids
     )
     assert result.metrics["grad_norm"] > 0
+
+
+def test_a_run_sets_its_own_learning_rate_per_batch(tiny_model_dir: Path) -> None:
+    """`hparams.lr` of a batch (a run's `lr` setting) replaces the configured rate for that
+    update only: with SGD the step is exactly lr x gradient, so it halves at half the rate."""
+    base = load_model(tiny_model_dir, torch.device("cpu"))
+    batch = make_batch(per_group=2, seed=5)
+    tuned = batch.model_copy(update={"hparams": TrainHparams(lr=0.25, entropy_coef=0.0)})
+    deltas = []
+    for b in (batch, tuned):
+        model = copy.deepcopy(base)
+        upd = _updater(model, 4096)  # SGD at lr 1.0
+        result = upd.step(b)
+        assert result.metrics["lr"] == (1.0 if b is batch else 0.25)
+        deltas.append([p - p0 for p, p0 in zip(model.parameters(), base.parameters(), strict=True)])
+        # the next batch without hparams trains at the configured rate again
+        upd.step(make_batch(per_group=1, seed=6))
+        assert upd.optimizer.param_groups[0]["lr"] == 1.0
+    for full, quarter in zip(*deltas, strict=True):
+        # fp32 parameters: the difference p - p0 carries their rounding (~6e-8)
+        torch.testing.assert_close(quarter, 0.25 * full, rtol=1e-3, atol=3e-7)

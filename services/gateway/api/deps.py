@@ -10,9 +10,9 @@ from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from azr.common.http import bearer_token_dependency
+from azr.contracts.gateway import MAX_INT, ErrorOut
 from azr.settings import Settings
 from services.gateway.control import ControlError, RunControl
-from services.gateway.schemas import MAX_INT, ErrorOut
 from services.gateway.store import TaskStore
 
 log = logging.getLogger(__name__)

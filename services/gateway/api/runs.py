@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import ValidationError
 
+from azr.contracts.gateway import (
+    MAX_INT,
+    GroupMetricOut,
+    RunCreate,
+    RunList,
+    RunMetrics,
+    RunOut,
+    RunStatus,
+    StepOut,
+)
 from azr.settings import LoopSettings
 from services.gateway.api.deps import (
     AUTH_ERRORS,
@@ -19,16 +30,6 @@ from services.gateway.api.deps import (
     get_control,
 )
 from services.gateway.db.models import Run
-from services.gateway.schemas import (
-    MAX_INT,
-    GroupMetricOut,
-    RunCreate,
-    RunList,
-    RunMetrics,
-    RunOut,
-    RunStatus,
-    StepOut,
-)
 from services.gateway.store import TaskStore
 
 router = APIRouter(prefix="/runs", tags=["runs"])
@@ -52,6 +53,25 @@ def load_run(store: TaskStore, run_id: int) -> Run:
     return run
 
 
+# A run in one of these states owns the trainer's stream and the served weights: a second one
+# would interleave its batches with the first's and break both staleness bounds.
+ACTIVE = ("running", "paused")
+_starting = threading.Lock()  # the check and the start of a run are one step
+
+
+def refuse_second_run(store: TaskStore, run_id: int | None = None) -> None:
+    """409 when another run is active (only one run trains the weights at a time)."""
+    for state in ACTIVE:
+        rows, _ = store.list_runs(status=state, limit=5)
+        for other in rows:
+            if other.id != run_id:
+                raise HTTPException(
+                    status.HTTP_409_CONFLICT,
+                    f"run {other.id} ({other.name!r}) is {other.status}: one run trains at a "
+                    f"time; stop it (POST /v1/runs/{other.id}/stop) or wait for it to finish",
+                )
+
+
 def validated_loop_settings(base: LoopSettings, overrides: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(overrides) - set(LoopSettings.model_fields))
     if unknown:
@@ -71,16 +91,24 @@ def validated_loop_settings(base: LoopSettings, overrides: dict[str, Any]) -> di
     return merged.model_dump(mode="json")
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[Auth], responses=AUTH_ERRORS)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Auth],
+    responses={409: {}, **AUTH_ERRORS},
+)
 def create_run(body: RunCreate, store: StoreDep, settings: SettingsDep, request: Request) -> RunOut:
     """Create a run with the server's loop settings plus `settings` overrides; start it unless
     `start` is false."""
     loop = validated_loop_settings(settings.loop, body.settings)
     control = get_control(request) if body.start else None
-    run_id = store.create_run(body.name, loop)
-    if control is not None:
-        call_control("start", control.start, run_id)
-        store.set_run_status(run_id, "running")
+    with _starting:
+        if body.start:
+            refuse_second_run(store)
+        run_id = store.create_run(body.name, loop)
+        if control is not None:
+            call_control("start", control.start, run_id)
+            store.set_run_status(run_id, "running")
     return run_out(load_run(store, run_id))
 
 
@@ -108,13 +136,13 @@ def _transition(action: str, run_id: int, store: TaskStore, request: Request) ->
             status.HTTP_409_CONFLICT,
             f"cannot {action} run {run_id}: it is {run.status} (allowed from {sorted(allowed)})",
         )
-    control = get_control(request)
-    call_control(
-        action,
-        getattr(control, "start" if run.status == "created" and action == "resume" else action),
-        run_id,
-    )
-    store.set_run_status(run_id, target)
+    with _starting:
+        if action == "resume":
+            refuse_second_run(store, run_id)
+        control = get_control(request)
+        start = run.status == "created" and action == "resume"
+        call_control(action, getattr(control, "start" if start else action), run_id)
+        store.set_run_status(run_id, target)
     return run_out(load_run(store, run_id))
 
 

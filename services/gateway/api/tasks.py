@@ -10,6 +10,16 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import Counter
 
+from azr.contracts.gateway import (
+    MAX_INT,
+    ErrorOut,
+    QuarantineIn,
+    TaskInject,
+    TaskList,
+    TaskOut,
+    TaskSource,
+    TaskStatus,
+)
 from azr.core.tasks import Task, TaskType
 from services.gateway.api.deps import (
     AUTH_ERRORS,
@@ -22,16 +32,6 @@ from services.gateway.api.deps import (
 )
 from services.gateway.api.runs import load_run
 from services.gateway.db.models import TaskRecord
-from services.gateway.schemas import (
-    MAX_INT,
-    ErrorOut,
-    QuarantineIn,
-    TaskInject,
-    TaskList,
-    TaskOut,
-    TaskSource,
-    TaskStatus,
-)
 from services.gateway.store import NotFound, TaskFilter, TaskStore
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])

@@ -7,9 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from prometheus_client import Counter
 
-from services.gateway.api.deps import AUTH_ERRORS, ERRORS, Auth, StoreDep, call_control, get_control
-from services.gateway.db.models import WeightVersion
-from services.gateway.schemas import (
+from azr.contracts.gateway import (
     MAX_INT,
     SwapIn,
     SwapOut,
@@ -17,6 +15,8 @@ from services.gateway.schemas import (
     WeightsCurrent,
     WeightVersionOut,
 )
+from services.gateway.api.deps import AUTH_ERRORS, ERRORS, Auth, StoreDep, call_control, get_control
+from services.gateway.db.models import WeightVersion
 
 router = APIRouter(prefix="/weights", tags=["weights"])
 

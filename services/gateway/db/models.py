@@ -1,4 +1,4 @@
-"""SQLAlchemy 2.0 records. These are storage rows, not API schemas (see `schemas.py`).
+"""SQLAlchemy 2.0 records. These are storage rows, not API schemas (see `azr/contracts/gateway.py`).
 
 The schema itself is created by the Alembic migrations in `services/gateway/migrations`; keep
 the two in step (a test compares them).
@@ -154,3 +154,30 @@ class WeightVersion(Base):
     batch_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     loaded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class HeldOutTask(Base):
+    """A validated base-model task kept apart as the in-distribution yardstick (seeding stage).
+
+    A table of its own, so nothing that reads the buffers (`tasks`) can ever sample one; its
+    programs are kept out of the buffers by `program_key` (the normalised program alone).
+    """
+
+    __tablename__ = "heldout_tasks"
+    __table_args__ = (
+        UniqueConstraint("run_id", "task_type", "fingerprint", name="uq_heldout_fingerprint"),
+        Index("ix_heldout_program", "run_id", "program_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    task_type: Mapped[str] = mapped_column(String(16))
+    program: Mapped[str] = mapped_column(Text)
+    imports: Mapped[list[str]] = mapped_column(JSON, default=list)
+    inputs: Mapped[list[str]] = mapped_column(JSON)
+    outputs: Mapped[list[str]] = mapped_column(JSON)
+    message: Mapped[str] = mapped_column(Text, default="")
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    program_key: Mapped[str] = mapped_column(String(64))
+    proposer_weight_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

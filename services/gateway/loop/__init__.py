@@ -1,2 +1,3 @@
-"""The self-play loop: the orchestrator that turns proposer, solver, executor and trainer into
-Absolute Zero. Transport lives in `adapters`; everything else works on the records in `ports`."""
+"""The gateway's side of the self-play loop: the HTTP and Redis implementations of the loop's
+ports (`adapters`) and the inference replica set (`replicas`). The loop itself is transport-free
+and lives in `azr.loop`."""

@@ -5,27 +5,50 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 
 from azr.common.checkpoints import ChecksumMismatch, list_versions, read_manifest, version_dir
+from azr.common.retry import DEFAULT_POLICY, RetryPolicy, ServiceUnavailable, redis_retry
+from azr.contracts import inference as wire
 from azr.core.tasks import Answer, Proposal, Task, TaskType
+from azr.loop.ports import AnswerGen, NewTask, ProposalGen, Sampling, StoredTask, Validation
+from azr.loop.records import task_to_json
 from azr.settings import Settings
+from services.executor.client import ExecutorClient, ExecutorError
 from services.gateway.db.models import TaskRecord
 from services.gateway.store import TaskStore
+from services.inference.client import InferenceClient, InferenceError
 
-from .ports import AnswerGen, NewTask, ProposalGen, Sampling, StoredTask, Validation
-from .records import task_to_json
+from .replicas import ReplicaSet
 
 log = logging.getLogger("azr.loop")
 
 
 class ServiceError(RuntimeError):
     """A service answered with an error the loop cannot work around."""
+
+
+@contextmanager
+def _service_errors(service: str, what: str) -> Iterator[None]:
+    """The typed clients' failures as ServiceError naming the service, the route and the cause
+    (the retries already spent where the service did not answer)."""
+    try:
+        yield
+    except ServiceUnavailable as exc:
+        raise ServiceError(str(exc)) from exc
+    except ExecutorError as exc:
+        raise ServiceError(f"{service} {what} answered {exc.status_code}: {exc.detail}") from exc
+    except InferenceError as exc:
+        raise ServiceError(f"{service} {what} answered {exc.status}: {exc.detail}") from exc
+    except ValidationError as exc:
+        raise ServiceError(f"{service} {what}: {exc}") from exc
 
 
 # ---------------------------------------------------------------------- database
@@ -108,13 +131,16 @@ class RedisTrainer:
         self.redis = redis
         self.settings = settings
 
+    @redis_retry
     def publish(self, batch: dict[str, Any]) -> str:
-        from services.trainer.schemas import RewardBatch, publish_reward_batch
+        from azr.contracts.trainer import RewardBatch, publish_reward_batch
 
         model = RewardBatch.model_validate({**batch, "run_id": str(batch["run_id"])})
         # A batch already on the stream (a replayed step) is not appended again; should the
         # check race a crash, the trainer still skips a batch id it has trained on.
-        if self._on_stream(model.batch_id):
+        if self._on_stream(model.batch_id) or self.redis.hexists(
+            self.settings.trainer.batch_versions_key, model.batch_id
+        ):
             return "duplicate"
         return publish_reward_batch(self.redis, self.settings, model)
 
@@ -128,6 +154,27 @@ class RedisTrainer:
                 return True
         return False
 
+    @redis_retry
+    def batch_states(self, batch_ids: list[str]) -> dict[str, str]:
+        cfg = self.settings.trainer
+        trained = self.redis.hmget(cfg.batch_versions_key, batch_ids)
+        dead = self.redis.hmget(cfg.dead_batches_key, batch_ids)
+        # acknowledged entries are deleted, so the stream holds what is still to train
+        queued: set[str] = set()
+        for _, fields in self.redis.xrevrange(cfg.stream, count=1000):
+            value = fields.get(b"batch_id", fields.get("batch_id"))
+            queued.add(value.decode() if isinstance(value, bytes) else str(value))
+        out: dict[str, str] = {}
+        for bid, version, parked in zip(batch_ids, trained, dead, strict=True):
+            if version is not None:
+                out[bid] = "trained"
+            elif parked is not None:
+                out[bid] = f"dead: {_dead_reason(parked)}"
+            else:
+                out[bid] = "queued" if bid in queued else "lost"
+        return out
+
+    @redis_retry
     def latest_version(self) -> tuple[int, str | None]:
         raw = self.redis.get(self.settings.trainer.latest_key)
         if raw is not None:
@@ -148,16 +195,25 @@ class RedisTrainer:
         return 0, None
 
 
+def _dead_reason(raw: Any) -> str:
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    try:
+        return str(json.loads(text).get("reason", text))
+    except (ValueError, AttributeError):
+        return text
+
+
 # ---------------------------------------------------------------------- executor
-def _check(resp: httpx.Response, what: str) -> Any:
-    if resp.status_code >= 400:
-        raise ServiceError(f"{what} answered {resp.status_code}: {resp.text[:500]}")
-    return resp.json()
-
-
 class HttpExecutor:
-    def __init__(self, url: str, timeout_s: float = 600.0, chunk: int = 256) -> None:
-        self.client = httpx.Client(base_url=url, timeout=timeout_s)
+    def __init__(
+        self,
+        url: str,
+        timeout_s: float = 600.0,
+        chunk: int = 256,
+        token: str | None = None,
+        retry: RetryPolicy = DEFAULT_POLICY,
+    ) -> None:
+        self.client = ExecutorClient(url, timeout_s=timeout_s, token=token, retry=retry)
         self.chunk = chunk
 
     def validate(
@@ -165,36 +221,22 @@ class HttpExecutor:
     ) -> list[Validation]:
         out: list[Validation] = []
         for i in range(0, len(items), self.chunk):
-            body = {
-                "items": [
-                    {
-                        "task_type": tt.value,
-                        "program": program,
-                        "inputs": inputs,
-                        "message": message,
-                    }
-                    for tt, program, inputs, message in items[i : i + self.chunk]
-                ]
-            }
-            data = _check(self.client.post("/v1/validate", json=body), "executor /v1/validate")
-            out.extend(
-                Validation(
-                    bool(r["valid"]),
-                    str(r.get("status", "")),
-                    tuple(r.get("outputs") or ()),
-                    r.get("reason"),
-                )
-                for r in data["results"]
-            )
+            part = [
+                {"task_type": tt.value, "program": program, "inputs": inputs, "message": message}
+                for tt, program, inputs, message in items[i : i + self.chunk]
+            ]
+            with _service_errors("executor", "POST /v1/validate"):
+                results = self.client.validate(part)
+            out.extend(Validation(r.valid, r.status, tuple(r.outputs), r.reason) for r in results)
         return out
 
     def verify(self, tasks: list[Task], answers: list[Answer]) -> list[bool]:
         out: list[bool] = []
         pairs = list(zip(tasks, answers, strict=True))
         for i in range(0, len(pairs), self.chunk):
-            body = {"items": [_verify_item(t, a) for t, a in pairs[i : i + self.chunk]]}
-            data = _check(self.client.post("/v1/verify", json=body), "executor /v1/verify")
-            out.extend(bool(r["correct"]) for r in data["results"])
+            part = [_verify_item(t, a) for t, a in pairs[i : i + self.chunk]]
+            with _service_errors("executor", "POST /v1/verify"):
+                out.extend(r.correct for r in self.client.verify(part))
         return out
 
     def close(self) -> None:
@@ -218,48 +260,56 @@ def _verify_item(task: Task, answer: Answer) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- inference
-def _sampling_json(s: Sampling) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "temperature": s.temperature,
-        "top_p": s.top_p,
-        "max_tokens": s.max_tokens,
-    }
-    if s.seed is not None:
-        out["seed"] = s.seed
-    return out
+def _sampling(s: Sampling) -> wire.Sampling:
+    return wire.Sampling(
+        temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed
+    )
 
 
-def _gen_fields(d: dict[str, Any], default_version: int) -> dict[str, Any]:
+def _tasks(tasks: list[Task]) -> list[wire.TaskIn]:
+    return [wire.TaskIn.model_validate(task_to_json(t)) for t in tasks]
+
+
+def _gen_fields(g: wire.GenerationOut, sampling: Sampling) -> dict[str, Any]:
     return {
-        "text": str(d.get("text", "")),
-        "prompt_token_ids": list(d.get("prompt_token_ids") or []),
-        "completion_token_ids": list(d.get("completion_token_ids") or d.get("token_ids") or []),
-        "logprobs": [float(x) for x in (d.get("logprobs") or d.get("sampling_logprobs") or [])],
-        "weight_version": int(d.get("weight_version", d.get("version", default_version))),
-        "answer_closed": bool(d.get("answer_closed", False)),
+        "temperature": sampling.temperature,
+        "text": g.text,
+        "prompt_token_ids": g.prompt_token_ids,
+        "completion_token_ids": g.completion_token_ids,
+        "logprobs": g.logprobs,
+        "weight_version": g.version,
+        "answer_closed": g.answer_closed,
     }
 
 
 class HttpInference:
-    """The proposer and solver routes (`/v1/propose`, `/v1/solve`) and `/v1/weights`.
+    """The proposer and solver routes (`/v1/propose`, `/v1/solve`) and `/v1/weights`, through
+    the inference service's typed client.
 
     Each proposal prompt shows its own references, so proposals are requested one prompt at a
-    time, several in flight at once (the engine batches concurrent requests).
+    time, several in flight at once (the engine batches concurrent requests). With `replicas`
+    every request goes to one of several identical inference services and a weight swap loads
+    all of them before it returns (replicas.py); their answers are read into the same schemas.
     """
 
     def __init__(
         self,
         proposer_url: str,
         solver_url: str,
-        token: str,
+        token: str | None,
         *,
         induction_inputs: int = 10,
         concurrency: int = 16,
         timeout_s: float = 1800.0,
+        replicas: list[str] | None = None,
+        retry: RetryPolicy = DEFAULT_POLICY,
     ) -> None:
-        headers = {"Authorization": f"Bearer {token}"}
-        self.proposer = httpx.Client(base_url=proposer_url, timeout=timeout_s, headers=headers)
-        self.solver = httpx.Client(base_url=solver_url, timeout=timeout_s, headers=headers)
+        # the inference service token (AZR_SERVICE_TOKEN); None where it runs without one
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.replicas = ReplicaSet(replicas, headers, timeout_s) if replicas else None
+        opts: dict[str, Any] = {"token": token, "timeout": timeout_s, "retry": retry}
+        self.proposer = InferenceClient(proposer_url, **opts)
+        self.solver = InferenceClient(solver_url, **opts)
         self.induction_inputs = induction_inputs
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="azr-infer")
         self.chunk = concurrency
@@ -268,75 +318,81 @@ class HttpInference:
         self, task_type: TaskType, references: list[list[Task]], sampling: Sampling
     ) -> list[ProposalGen]:
         def one(refs: list[Task]) -> ProposalGen:
-            body = {
-                "task_type": task_type.value,
-                "references": [task_to_json(t) for t in refs],
-                "n": 1,
-                "n_inputs": self.induction_inputs,
-                "sampling": _sampling_json(sampling),
-            }
-            data = _check(self.proposer.post("/v1/propose", json=body), "proposer /v1/propose")
-            sample = data["samples"][0] if "samples" in data else data["proposals"][0]
-            p = sample.get("proposal", sample)
+            with _service_errors("inference", "POST /v1/propose"):
+                request = wire.ProposeRequest(
+                    task_type=task_type,
+                    references=_tasks(refs),
+                    n=1,
+                    n_inputs=self.induction_inputs,
+                    sampling=_sampling(sampling),
+                )
+                if self.replicas is not None:
+                    data = self.replicas.post("/v1/propose", _json(request))
+                    response = wire.ProposeResponse.model_validate(data)
+                else:
+                    response = self.proposer.propose(request)
+            p = response.proposals[0]
             proposal = Proposal(
                 task_type=task_type,
-                program=p.get("program"),
-                inputs=list(p.get("inputs") or []),
-                message=p.get("message"),
-                imports=list(p.get("imports") or []),
-                format_ok=bool(p.get("format_ok", False)),
-                error=p.get("error"),
+                program=p.program,
+                inputs=p.inputs,
+                message=p.message,
+                imports=p.imports,
+                format_ok=p.format_ok,
+                error=p.error,
             )
-            version = int(data.get("weight_version", data.get("version", 0)))
-            return ProposalGen(
-                **_gen_fields(sample, version), proposal=proposal, references=list(refs)
-            )
+            return ProposalGen(**_gen_fields(p, sampling), proposal=proposal, references=list(refs))
 
         return list(self.pool.map(one, references))
 
     def solve(self, tasks: list[Task], n: int, sampling: Sampling) -> list[list[AnswerGen]]:
         def chunk(part: list[Task]) -> list[list[AnswerGen]]:
-            body = {
-                "tasks": [task_to_json(t) for t in part],
-                "n": n,
-                "sampling": _sampling_json(sampling),
-            }
-            data = _check(self.solver.post("/v1/solve", json=body), "solver /v1/solve")
-            version = int(data.get("weight_version", data.get("version", 0)))
-            out: list[list[AnswerGen]] = []
-            for task, per_task in zip(part, data["results"], strict=True):
-                # a task the engine could not sample (e.g. its prompt is too long) has no answers
-                samples = per_task.get("answers") or per_task.get("samples") or []
-                gens = []
-                for sample in samples:
-                    a = sample.get("answer", sample)
-                    answer = Answer(
-                        task.task_type,
-                        str(a.get("value") or ""),
-                        bool(a.get("format_ok", False)),
-                        a.get("error"),
+            with _service_errors("inference", "POST /v1/solve"):
+                request = wire.SolveRequest(tasks=_tasks(part), n=n, sampling=_sampling(sampling))
+                if self.replicas is not None:
+                    data = self.replicas.post("/v1/solve", _json(request))
+                    response = wire.SolveResponse.model_validate(data)
+                else:
+                    response = self.solver.solve(request)
+            # a task the engine could not sample (e.g. its prompt is too long) has no answers
+            return [
+                [
+                    AnswerGen(
+                        **_gen_fields(a, sampling),
+                        answer=Answer(task.task_type, a.value, a.format_ok, a.error),
                     )
-                    gens.append(AnswerGen(**_gen_fields(sample, version), answer=answer))
-                out.append(gens)
-            return out
+                    for a in result.answers
+                ]
+                for task, result in zip(part, response.results, strict=True)
+            ]
 
         parts = [tasks[i : i + self.chunk] for i in range(0, len(tasks), self.chunk)]
         return [g for part in self.pool.map(chunk, parts) for g in part]
 
     def current_version(self) -> int:
-        data = _check(self.solver.get("/v1/weights"), "inference GET /v1/weights")
-        return int(data.get("version", 0))
+        if self.replicas is not None:
+            return self.replicas.current_version()
+        with _service_errors("inference", "GET /v1/weights"):
+            return self.solver.weights().version
 
     def load_weights(self, version: int, path: str) -> dict[str, Any]:
-        body = {"version": version, "path": path}
-        result: dict[str, Any] = _check(
-            self.solver.post("/v1/weights", json=body), "inference POST /v1/weights"
-        )
+        if self.replicas is not None:
+            return self.replicas.load_all(version, path)
+        # loading the same version twice is a no-op, so a weight load is retried too
+        with _service_errors("inference", "POST /v1/weights"):
+            result = self.solver.load_weights(version, path).model_dump()
         if self.proposer.base_url != self.solver.base_url:
-            _check(self.proposer.post("/v1/weights", json=body), "proposer POST /v1/weights")
+            with _service_errors("proposer", "POST /v1/weights"):
+                self.proposer.load_weights(version, path)
         return result
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.replicas is not None:
+            self.replicas.close()
         self.proposer.close()
         self.solver.close()
+
+
+def _json(request: BaseModel) -> dict[str, Any]:
+    return request.model_dump(mode="json", exclude_none=True)

@@ -142,6 +142,10 @@ env:
   - name: AZR_API_TOKEN
     valueFrom:
       secretKeyRef: {name: {{ include "azr.secretName" .root }}, key: api-token}
+  # the executor's and inference's data routes need it (they listen beyond loopback)
+  - name: AZR_SERVICE_TOKEN
+    valueFrom:
+      secretKeyRef: {name: {{ include "azr.secretName" .root }}, key: api-token}
   {{- end }}
   {{- range $k, $v := .extra }}
   - name: {{ $k }}
@@ -190,4 +194,16 @@ env:
 {{- if or (eq $mode "true") (and (eq $mode "auto") (.Capabilities.APIVersions.Has "keda.sh/v1alpha1")) -}}
 true
 {{- end -}}
+{{- end -}}
+
+{{/*
+JSON list of the inference pods' URLs through the headless Service (inference.replicas > 1).
+*/}}
+{{- define "azr.inferenceReplicaUrls" -}}
+{{- $name := include "azr.componentName" (dict "root" . "component" "inference") -}}
+{{- $urls := list -}}
+{{- range $i := until (int .Values.inference.replicas) -}}
+{{- $urls = append $urls (printf "http://%s-%d.%s-pods.%s.svc:%v" $name $i $name $.Release.Namespace $.Values.inference.port) -}}
+{{- end -}}
+{{- toJson $urls -}}
 {{- end -}}

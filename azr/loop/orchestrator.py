@@ -28,13 +28,14 @@ from azr.core import dedup, sampling
 from azr.core import rewards as core_rewards
 from azr.core.tasks import IDENTITY_INDUCTION_SEED, IDENTITY_SEED, Answer, Task, TaskType
 from azr.settings import LoopSettings
-from services.evaluation.monitor import evaluate_subset, should_evaluate
 
 from . import metrics as loop_metrics
 from .journal import StepJournal
+from .monitor import BenchEval, evaluate_heldout, should_evaluate
 from .ports import (
     Buffers,
     Executor,
+    HeldOut,
     History,
     Inference,
     NewTask,
@@ -43,8 +44,16 @@ from .ports import (
     StoredTask,
     Trainer,
 )
-from .records import ScoredAnswer, ScoredProposal, StepOutcome, task_from_json, task_to_json
+from .records import (
+    ScoredAnswer,
+    ScoredProposal,
+    StepOutcome,
+    batch_id,
+    task_from_json,
+    task_to_json,
+)
 from .rewards import reward_batch, score_answer, score_proposal
+from .seeding import HELDOUT_FILE, SeedingStage, SeedPorts
 
 log = logging.getLogger("azr.loop")
 
@@ -55,6 +64,10 @@ class StopRequested(Exception):
 
 class WeightsTimeout(RuntimeError):
     """The trainer produced no new version in time."""
+
+
+class BatchDeadLettered(RuntimeError):
+    """The trainer parked a reward batch this run waits on: its version will never come."""
 
 
 Gate = Callable[[], None]  # blocks while paused, raises StopRequested when stopped
@@ -71,6 +84,8 @@ class LoopPorts:
     buffers: Buffers
     trainer: Trainer
     history: History
+    heldout: HeldOut | None = None  # the held-out set of the seeding stage (None: none kept)
+    bench_eval: BenchEval | None = None  # benchmark subset every eval_every steps (None: off)
 
 
 class Orchestrator:
@@ -86,6 +101,7 @@ class Orchestrator:
         on_step: Callable[[dict[str, Any]], None] | None = None,
         weights_timeout_s: float = 1800.0,
         poll_s: float = 0.5,
+        check_s: float = 2.0,
     ) -> None:
         self.run_id = run_id
         self.cfg = cfg
@@ -96,6 +112,7 @@ class Orchestrator:
         self.on_step = on_step
         self.weights_timeout_s = weights_timeout_s
         self.poll_s = poll_s
+        self.check_s = check_s
         self.task_types = [TaskType(t) for t in cfg.task_types]
 
     # ------------------------------------------------------------------ the run
@@ -127,11 +144,32 @@ class Orchestrator:
 
     # ------------------------------------------------------------------ seeding (step 0)
     def seed(self) -> None:
-        """Step 0: the identity seeds (or a validated seed file) into the buffers. The store
-        deduplicates by fingerprint, so repeating this after a crash adds nothing."""
+        """Step 0: the identity seeds (or a validated seed file) into the buffers, then the
+        seeding stage (`loop/seeding.py`): base-model proposals until every buffer holds
+        `seed_tasks_per_type` tasks, and the held-out set. The store deduplicates by
+        fingerprint and the stage journals its rounds, so repeating this after a crash adds
+        nothing."""
         if self.journal.is_done(0):
             return
         self.p.buffers.seed(self._seed_tasks())
+        cfg = self.cfg
+        heldout = self.p.heldout if cfg.heldout_tasks_per_type > 0 else None
+        if cfg.seed_tasks_per_type > 0 or heldout is not None:
+            # proposals come from the weights being served: the base model before step 1
+            self.sync_weights(1)
+            version = self.p.inference.current_version()
+            stage = SeedingStage(
+                self.run_id,
+                cfg,
+                SeedPorts(self.p.inference, self.p.executor, self.p.buffers, heldout),
+                self.journal.rounds(),
+                gate=self.gate,
+                on_progress=lambda summary: self.p.history.record_step(0, {"seeding": summary}),
+            )
+            summary = stage.run(version)
+            self.p.history.record_step(0, {"seeding": summary, "weight_version": version})
+            if heldout is not None:
+                heldout.export(self.journal.dir / HELDOUT_FILE)
         self.journal.mark_done(0)
 
     def _seed_tasks(self) -> list[Task]:
@@ -160,8 +198,12 @@ class Orchestrator:
         required = self.base_version + (step - 1) - allowed
         deadline = time.monotonic() + self.weights_timeout_s
         latest, path = self.p.trainer.latest_version()
+        checked = 0.0
         while latest < required:
             self.gate()
+            if time.monotonic() - checked >= self.check_s:
+                checked = time.monotonic()
+                self._check_batches(step, latest)
             if time.monotonic() > deadline:
                 raise WeightsTimeout(
                     f"step {step} needs weights version {required}; the trainer is at {latest}"
@@ -172,6 +214,32 @@ class Orchestrator:
             self.p.inference.load_weights(latest, path)
             self.p.history.record_weights(latest, path, step - 1)
         return latest
+
+    def _check_batches(self, step: int, latest: int) -> None:
+        """While waiting for weights: fail at once on a dead-lettered batch, and publish again
+        from the journal a batch the stream lost (Redis restarted without its data); the
+        trainer skips a batch id it has already trained on."""
+        first = max(1, latest - self.base_version + 1)
+        ids = {batch_id(self.run_id, s): s for s in range(first, step)}
+        if not ids:
+            return
+        for bid, state in self.p.trainer.batch_states(list(ids)).items():
+            s = ids[bid]
+            if state.startswith("dead"):
+                raise BatchDeadLettered(
+                    f"step {s}: the trainer dead-lettered reward batch {bid} "
+                    f"({state.partition(':')[2].strip() or 'no reason given'}); "
+                    "its weights version will never come"
+                )
+            if state == "lost":
+                payload = self.journal.load(s)
+                if payload and payload.get("batch"):
+                    log.warning(
+                        "run %s: reward batch %s lost by Redis; publishing it again",
+                        self.run_id,
+                        bid,
+                    )
+                    self.p.trainer.publish(payload["batch"])
 
     # ------------------------------------------------------------------ one step
     def generate(self, step: int) -> StepOutcome:
@@ -264,6 +332,8 @@ class Orchestrator:
                 tuple(prop.imports),
             )
             sp.trivial = core_rewards.is_trivial_program(sp.task) is not None
+        # a held-out program never enters a buffer, whichever task type proposed it
+        blocked = self.p.heldout.program_keys() if self.p.heldout is not None else set()
         # duplicates: within the step and against the buffer (same normalised program + inputs)
         for tt, props in out.proposals.items():
             valid = [sp for sp in props if sp.task is not None]
@@ -274,7 +344,8 @@ class Orchestrator:
             ]
             known = self.p.buffers.known_fingerprints(tt, hashes) if hashes else set()
             for sp, h in zip(valid, hashes, strict=True):
-                sp.duplicate = h in known or h in seen
+                held = sp.task is not None and dedup.program_key(sp.task.program) in blocked
+                sp.duplicate = h in known or h in seen or held
                 seen.add(h)
 
     def learnability(self, out: StepOutcome, mc: Sampling) -> None:
@@ -361,9 +432,17 @@ class Orchestrator:
                         self.cfg.n_rollouts,
                     )
                 )
+        batch = reward_batch(out)
+        hparams = {
+            k: v
+            for k, v in (("lr", self.cfg.lr), ("entropy_coef", self.cfg.entropy_coef))
+            if v is not None
+        }
+        if hparams:
+            batch["hparams"] = hparams
         return {
             "new_tasks": [_new_task_json(n) for n in new],
-            "batch": reward_batch(out),
+            "batch": batch,
             "metrics": self._metrics(out),
             "samples": loop_metrics.raw_samples(out, self.cfg.log_samples),
         }
@@ -372,10 +451,18 @@ class Orchestrator:
         metrics = loop_metrics.step_metrics(out)
         # In-loop monitor: the served version on a fixed CRUXEval subset, every eval_every steps
         # (journaled with the step, so a replay does not re-evaluate).
-        if should_evaluate(out.step, self.cfg.eval_every):
-            metrics["eval"] = evaluate_subset(
+        if self.p.bench_eval is not None and should_evaluate(out.step, self.cfg.eval_every):
+            metrics["eval"] = self.p.bench_eval(
                 self.p.inference, self.p.executor, max_tokens=self.cfg.max_tokens
             )
+        # ... and on the run's held-out set every indist_eval_every steps
+        heldout = self.p.heldout
+        if heldout is not None and should_evaluate(out.step, self.cfg.indist_eval_every):
+            tasks = heldout.tasks()
+            if tasks:
+                metrics["eval_indist"] = evaluate_heldout(
+                    self.p.inference, self.p.executor, tasks, max_tokens=self.cfg.max_tokens
+                )
         return metrics
 
     def apply(self, step: int, payload: dict[str, Any]) -> None:
@@ -431,4 +518,12 @@ def _new_task_from_json(d: dict[str, Any]) -> NewTask:
     )
 
 
-__all__ = ["Gate", "LoopPorts", "Orchestrator", "ProposalGen", "StopRequested", "WeightsTimeout"]
+__all__ = [
+    "BatchDeadLettered",
+    "Gate",
+    "LoopPorts",
+    "Orchestrator",
+    "ProposalGen",
+    "StopRequested",
+    "WeightsTimeout",
+]

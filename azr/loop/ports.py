@@ -5,6 +5,7 @@ orchestrator itself never sees a transport."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from azr.core.tasks import Answer, Proposal, Role, Task, TaskType
@@ -28,6 +29,7 @@ class Generation:
     logprobs: list[float]
     weight_version: int
     answer_closed: bool = False  # the inference service wrote </answer> after the last block
+    temperature: float = 1.0  # what it was sampled at: the trainer scores it at the same T
 
 
 @dataclass
@@ -118,6 +120,22 @@ class Buffers(Protocol):
         ...
 
 
+class HeldOut(Protocol):
+    """The run's held-out in-distribution set (seeding stage), stored apart from the buffers."""
+
+    def add(self, tasks: list[Task], proposer_version: int | None) -> int: ...
+
+    def counts(self) -> dict[TaskType, int]: ...
+
+    def tasks(self, task_type: TaskType | None = None) -> list[Task]: ...
+
+    def program_keys(self) -> set[str]:
+        """`azr.core.dedup.program_key` of every held-out program."""
+        ...
+
+    def export(self, path: Path) -> Path: ...
+
+
 class Trainer(Protocol):
     def publish(self, batch: dict[str, Any]) -> str:
         """Put a reward batch on the stream; idempotent by `batch_id`."""
@@ -125,6 +143,10 @@ class Trainer(Protocol):
 
     def latest_version(self) -> tuple[int, str | None]:
         """(version, checkpoint path) of the newest announced weights; (0, None) before any."""
+        ...
+
+    def batch_states(self, batch_ids: list[str]) -> dict[str, str]:
+        """Per batch id: "trained", "queued", "dead: <reason>" or "lost" (on no stream)."""
         ...
 
 

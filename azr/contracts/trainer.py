@@ -35,6 +35,12 @@ class RewardSample(BaseModel):
         description="engine log-prob of each completion token; null or [] when unknown",
     )
     reward: float
+    temperature: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=5.0,
+        description="sampling temperature of the completion; the trainer scores it at this T",
+    )
     weight_version: int | None = Field(
         default=None, ge=0, description="version that sampled it, when it differs per sample"
     )
@@ -70,6 +76,18 @@ class RewardSample(BaseModel):
         return len(self.prompt_token_ids) + len(self.completion_token_ids)
 
 
+class TrainHparams(BaseModel):
+    """Per-run overrides of the trainer's hyper-parameters, applied to this batch's update
+    only; a field left out keeps the trainer's own setting (`AZR_TRAINER__*`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lr: float | None = Field(default=None, gt=0.0, le=1.0, description="AdamW learning rate")
+    entropy_coef: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="entropy bonus coefficient"
+    )
+
+
 class RewardBatch(BaseModel):
     """All samples of one self-play step; the trainer turns it into one optimizer step."""
 
@@ -83,6 +101,9 @@ class RewardBatch(BaseModel):
     )
     weight_version: int = Field(ge=0, description="weight version that generated the samples")
     samples: list[RewardSample] = Field(min_length=1)
+    hparams: TrainHparams | None = Field(
+        default=None, description="the run's trainer hyper-parameters, when it sets any"
+    )
 
     @model_validator(mode="after")
     def _has_tokens(self) -> RewardBatch:

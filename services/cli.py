@@ -54,8 +54,8 @@ app.add_typer(model_app, name="model")
 @model_app.command("prepare")
 def model_prepare() -> None:
     """Convert the bundled SmolLM2 GGUF to safetensors once (cached and hash-checked)."""
+    from azr.common.model import prepare_default_model, tokenizer_dir
     from azr.settings import get_settings
-    from services.inference.model import prepare_default_model, tokenizer_dir
 
     settings = get_settings()
     tokenizer_dir(settings.data_dir)
@@ -68,7 +68,11 @@ def eval_(
         "base", help="`base` (bundled SmolLM2), `latest`, a checkpoint version number, or an HF dir"
     ),
     bench: list[str] = typer.Option(
-        ["cruxeval-o"], "--bench", "-b", help="cruxeval-o | cruxeval-i | humaneval (repeatable)"
+        ["cruxeval-o"],
+        "--bench",
+        "-b",
+        help="cruxeval-o | cruxeval-i | humaneval | indist (the run's held-out set: "
+        "indist-deduction, indist-abduction, indist-induction) (repeatable)",
     ),
     limit: int | None = typer.Option(None, help="first N problems only"),
     samples: int = typer.Option(1, help="1: greedy pass@1; k > 1: sampled, pass@1..pass@k"),
@@ -79,6 +83,14 @@ def eval_(
     ),
     max_tokens: int | None = typer.Option(None, help="new tokens per answer"),
     batch_size: int = typer.Option(16, help="prompts per engine call"),
+    heldout: str | None = typer.Option(
+        None, help="indist: a held-out JSONL (default: the newest run's, <data_dir>/runs/<id>)"
+    ),
+    baseline: str | None = typer.Option(
+        None,
+        help="compare with this model label's results in the output folder (e.g. base): "
+        "paired bootstrap 95% CI of the difference per bench",
+    ),
 ) -> None:
     """Evaluate a model on held-out benchmarks (answers graded in the executor sandbox)."""
     from pathlib import Path
@@ -87,14 +99,15 @@ def eval_(
     from rich.progress import Progress
 
     from azr.settings import get_settings
-    from services.evaluation.datasets import Bench
+    from services.evaluation.datasets import Bench, DatasetError, parse_benches
     from services.evaluation.engines import ModelNotFound
-    from services.evaluation.run import EvalRequest, print_table, run_eval
+    from services.evaluation.run import EvalRequest, compare_to, print_table, run_eval
 
     try:
-        benches = tuple(Bench(b) for b in bench)
+        benches = parse_benches(bench)
     except ValueError as exc:
-        raise typer.BadParameter(f"{exc}; choose from {[b.value for b in Bench]}") from exc
+        names = [b.value for b in Bench] + ["indist"]
+        raise typer.BadParameter(f"{exc}; choose from {names}") from exc
     if engine is not None and engine not in ("vllm", "transformers"):
         raise typer.BadParameter(f"unknown engine {engine!r}; choose vllm or transformers")
     if samples < 1:
@@ -109,6 +122,7 @@ def eval_(
         executor_url=executor_url,
         max_tokens=max_tokens,
         batch_size=batch_size,
+        heldout=Path(heldout) if heldout else None,
     )
     import signal
 
@@ -129,10 +143,12 @@ def eval_(
 
         try:
             summaries = run_eval(req, get_settings(), progress=progress)
-        except ModelNotFound as exc:
+        except (ModelNotFound, DatasetError) as exc:
             raise typer.BadParameter(str(exc)) from exc
     console.print(print_table(summaries), markup=False, highlight=False)
     out_dir = Path(out) if out else get_settings().data_dir / "eval"
+    if baseline:
+        console.print(compare_to(baseline, summaries, out_dir), markup=False, highlight=False)
     console.print(f"per-problem JSONL and summaries in {out_dir}", markup=False)
 
 

@@ -36,9 +36,16 @@ def _atomic_write(path: Path, data: dict[str, Any]) -> None:
 
 
 class StepJournal:
-    def __init__(self, root: Path, run_id: int) -> None:
+    """`sub` names the folder of the entries: ``steps``, or ``seeding`` for the rounds of the
+    seeding stage (journaled the same way)."""
+
+    def __init__(self, root: Path, run_id: int, sub: str = "steps") -> None:
         self.dir = Path(root) / "runs" / str(run_id)
-        self.steps = self.dir / "steps"
+        self.steps = self.dir / sub
+
+    def rounds(self) -> StepJournal:
+        """The seeding stage's journal, beside this run's steps."""
+        return StepJournal(self.dir.parent.parent, int(self.dir.name), "seeding")
 
     def _pending(self, step: int) -> Path:
         return self.steps / f"{step:06d}.json"

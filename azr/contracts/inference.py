@@ -1,19 +1,39 @@
-"""HTTP schemas of the proposer, solver and weights routes (shared by the client)."""
+"""The inference service's HTTP contract: propose, solve, generate and weights (server and
+client import these same classes)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from azr.core.tasks import Task, TaskType
+from azr.contracts.tasks import Strict, TaskIn
+from azr.core.tasks import TaskType
+
+__all__ = [
+    "MAX_N",
+    "MAX_TASKS",
+    "MAX_WEIGHT_VERSION",
+    "AnswerOut",
+    "GenerateRequest",
+    "GenerateResponse",
+    "GenerationOut",
+    "ProposalOut",
+    "ProposeRequest",
+    "ProposeResponse",
+    "Sampling",
+    "SolveRequest",
+    "SolveResponse",
+    "SolveResult",
+    "Strict",
+    "TaskIn",
+    "WeightsInfoOut",
+    "WeightsLoadRequest",
+]
 
 MAX_N = 256
 MAX_TASKS = 1024
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+MAX_WEIGHT_VERSION = 10**9  # weight versions are counters; a larger one is a bad request
 
 
 class Sampling(Strict):
@@ -35,39 +55,6 @@ class Sampling(Strict):
         description="end each answer once its blocks are complete and close it with </answer>; "
         "default from settings",
     )
-
-
-class TaskIn(Strict):
-    """A validated task as the gateway stores it (inputs/outputs are Python source text)."""
-
-    task_type: TaskType
-    program: str = Field(..., min_length=1, max_length=20000)
-    inputs: list[Annotated[str, Field(max_length=5000)]] = Field(..., min_length=1, max_length=64)
-    outputs: list[Annotated[str, Field(max_length=5000)]] = Field(
-        default_factory=list, max_length=64
-    )
-    message: str = Field("", max_length=5000)
-    imports: list[Annotated[str, Field(max_length=500)]] = Field(
-        default_factory=list, max_length=32
-    )
-
-    @model_validator(mode="after")
-    def _pairs(self) -> TaskIn:
-        if self.outputs and len(self.outputs) != len(self.inputs):
-            raise ValueError(
-                f"{len(self.inputs)} inputs but {len(self.outputs)} outputs; they come in pairs"
-            )
-        return self
-
-    def to_task(self) -> Task:
-        return Task(
-            task_type=self.task_type,
-            program=self.program,
-            inputs=tuple(self.inputs),
-            outputs=tuple(self.outputs),
-            message=self.message,
-            imports=tuple(self.imports),
-        )
 
 
 class ProposeRequest(Strict):
@@ -168,8 +155,13 @@ class GenerateResponse(BaseModel):
 
 
 class WeightsLoadRequest(Strict):
-    version: int = Field(..., ge=0)
-    path: str = Field(..., min_length=1, max_length=4096, description="checkpoint directory")
+    version: int = Field(..., ge=0, le=MAX_WEIGHT_VERSION)
+    path: str = Field(
+        ...,
+        min_length=1,
+        max_length=4096,
+        description="checkpoint directory under the checkpoint root (or the base model's)",
+    )
 
 
 class WeightsInfoOut(BaseModel):

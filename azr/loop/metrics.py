@@ -9,8 +9,8 @@ from typing import Any
 from prometheus_client import Gauge
 
 from azr.core.tasks import Role, TaskType, group_key
-from services.evaluation import signals
 
+from . import signals
 from .records import StepOutcome
 
 _GROUP_GAUGE = Gauge(

@@ -59,5 +59,7 @@ def _sample(task_type: TaskType, role: Role, gen: Any, reward: float) -> dict[st
         "completion_token_ids": list(gen.completion_token_ids),
         "sampling_logprobs": list(gen.logprobs),
         "reward": float(reward),
+        # greedy (T = 0) has no tempered distribution to score; it is trained at T = 1
+        "temperature": float(gen.temperature) if gen.temperature > 0 else 1.0,
         "weight_version": int(gen.weight_version),
     }
