@@ -245,6 +245,13 @@ class LoopSettings(BaseModel):
     max_tokens: int = Field(512, ge=1, le=32768)
     temperature: float = Field(1.0, ge=0.0, le=5.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
+    learnability_temperature: float | None = Field(
+        None,
+        ge=0.0,
+        le=5.0,
+        description="temperature of the learnability rollouts; None: `temperature`, the one "
+        "the solver is trained at (the reference uses 1.0)",
+    )
     trivial_reward: float = Field(
         -0.5, ge=-1.0, le=0.0, description="reward of a valid proposal with learnability 0"
     )

@@ -1,64 +1,79 @@
 #!/usr/bin/env bash
-# Replay the self-play run and the before/after evaluation of docs/results.md.
+# The learning run of docs/results.md: seeding (step 0, which also draws the held-out set), a
+# short self-play run, then the base model and the final version on the run's held-out set (the
+# in-distribution yardstick, paired bootstrap CI) and on CRUXEval-O/-I, with the same prompts.
 #
-#   make reproduce                      # the CPU settings of docs/results.md
-#   STEPS=40 BATCH=64 ROLLOUTS=8 MAX_TOKENS=512 ENGINE=transformers CRUX_LIMIT=800 \
-#     EVAL_TOKENS=512 EVAL_EVERY=5 MONITOR_LIMIT=64 make reproduce                  # GPU
+#   make reproduce                      # the CPU run of docs/results.md (about 70 min, 2 cores)
+#   GPU=1 make reproduce                # the same run sized for one H100/H200 (docs/results.md)
 #
-# Everything goes to $AZR_DATA_DIR (default .azr-repro): checkpoints, the run report with the
-# learning curves (reports/run-N/), and the evaluation files (eval/).
+# Every setting below can be overridden from the environment (e.g. STEPS=20 make reproduce).
+# Everything goes to $AZR_DATA_DIR (default .azr-repro): checkpoints, the run (runs/<id>/, with
+# heldout.jsonl), the report with the learning curves (reports/run-N/) and the evaluations (eval/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BIN=${BIN:-.venv/bin}
 export AZR_DATA_DIR=${AZR_DATA_DIR:-.azr-repro}
-STEPS=${STEPS:-10}
-BATCH=${BATCH:-4}
+if [ "${GPU:-0}" = 1 ]; then
+    # one GPU, transformers engine (static KV cache on CUDA), bf16 autocast in the trainer
+    ENGINE=${ENGINE:-transformers} STEPS=${STEPS:-30} BATCH=${BATCH:-64} ROLLOUTS=${ROLLOUTS:-8}
+    SEED_TASKS=${SEED_TASKS:-256} HELDOUT=${HELDOUT:-128} SEED_BATCH=${SEED_BATCH:-256}
+    CRUX_LIMIT=${CRUX_LIMIT:-800} SAMPLES=${SAMPLES:-8}
+    export AZR_TRAINER__AUTOCAST=${AZR_TRAINER__AUTOCAST:-bf16}
+fi
+TASK_TYPES=${TASK_TYPES:-deduction}
+STEPS=${STEPS:-12}
+BATCH=${BATCH:-16}
 ROLLOUTS=${ROLLOUTS:-4}
-MAX_TOKENS=${MAX_TOKENS:-200}
+MAX_TOKENS=${MAX_TOKENS:-128}
 TEMPERATURE=${TEMPERATURE:-0.7}
-K_REFS=${K_REFS:-2}
-INDUCTION_INPUTS=${INDUCTION_INPUTS:-6}
+LR=${LR:-1e-5}
+K_REFS=${K_REFS:-0}
+SEED_TASKS=${SEED_TASKS:-32}
+HELDOUT=${HELDOUT:-48}
+SEED_BATCH=${SEED_BATCH:-32}
+SEED_ROUNDS=${SEED_ROUNDS:-8}
+INDIST_EVERY=${INDIST_EVERY:-4}
 ENGINE=${ENGINE:-vllm}
-EVAL_EVERY=${EVAL_EVERY:-5}
-MONITOR_LIMIT=${MONITOR_LIMIT:-16}
+SAMPLES=${SAMPLES:-4}
 CRUX_LIMIT=${CRUX_LIMIT:-200}
-HE_LIMIT=${HE_LIMIT:-164}
-EVAL_TOKENS=${EVAL_TOKENS:-256}
+EVAL_TOKENS=${EVAL_TOKENS:-128}
 OUT=${OUT:-$AZR_DATA_DIR/eval}
 
-export AZR_LOOP__EVAL_EVERY=$EVAL_EVERY
-export AZR_EVAL__MONITOR_LIMIT=$MONITOR_LIMIT
+# list of task types as the settings' JSON list
+export AZR_LOOP__TASK_TYPES="[\"${TASK_TYPES//,/\",\"}\"]"
 export AZR_INFERENCE__ENGINE=$ENGINE
-# The cold-start model needs its answer opened for it (model-notes.md); base and final are
-# evaluated with the same prompts, prefill and answer closing as the run used.
-export AZR_INFERENCE__ANSWER_PREFILL=${AZR_INFERENCE__ANSWER_PREFILL:-true}
 export AZR_INFERENCE__VLLM_ENFORCE_EAGER=${AZR_INFERENCE__VLLM_ENFORCE_EAGER:-true}
+export AZR_PROMPTS__PROPOSE_PROFILE=${AZR_PROMPTS__PROPOSE_PROFILE:-opener-think}
+export AZR_PROMPTS__SOLVE_PROFILE=${AZR_PROMPTS__SOLVE_PROFILE:-opener-think}
 
-echo "== settings: steps=$STEPS batch=$BATCH rollouts=$ROLLOUTS max_tokens=$MAX_TOKENS" \
-    "temperature=$TEMPERATURE k_refs=$K_REFS induction_inputs=$INDUCTION_INPUTS engine=$ENGINE"
+echo "== settings: task_types=$TASK_TYPES steps=$STEPS batch=$BATCH rollouts=$ROLLOUTS" \
+    "max_tokens=$MAX_TOKENS temperature=$TEMPERATURE lr=$LR k_refs=$K_REFS" \
+    "seed=$SEED_TASKS heldout=$HELDOUT engine=$ENGINE"
 "$BIN/azr" model prepare
 
-echo "== self-play run"
+echo "== seeding and self-play ($(date -u +%H:%M:%S))"
 "$BIN/azr" up --run --steps "$STEPS" --batch-size "$BATCH" --n-rollouts "$ROLLOUTS" \
     --max-tokens "$MAX_TOKENS" --temperature "$TEMPERATURE" --k-references "$K_REFS" \
-    --induction-inputs "$INDUCTION_INPUTS" --engine "$ENGINE"
+    --lr "$LR" --seed-tasks-per-type "$SEED_TASKS" --heldout-tasks-per-type "$HELDOUT" \
+    --seed-batch-size "$SEED_BATCH" --seed-max-rounds "$SEED_ROUNDS" \
+    --indist-eval-every "$INDIST_EVERY" --engine "$ENGINE"
 
-echo "== evaluation: base and the final version, same settings"
+echo "== evaluation: base and the final version, same prompts ($(date -u +%H:%M:%S))"
+mkdir -p "$OUT"
 for model in base latest; do
-    "$BIN/azr" eval "$model" --engine "$ENGINE" --out "$OUT" --max-tokens "$EVAL_TOKENS" \
-        --bench cruxeval-o --bench cruxeval-i --limit "$CRUX_LIMIT"
-    "$BIN/azr" eval "$model" --engine "$ENGINE" --out "$OUT" --max-tokens "$EVAL_TOKENS" \
-        --bench humaneval --limit "$HE_LIMIT"
-done
-
-final=$(ls -d "$AZR_DATA_DIR"/checkpoints/v* | sort | tail -n 1 | xargs basename)
-echo "== before/after (final = $final)"
-"$BIN/python" -m services.evaluation.report compare \
-    "$OUT/base.cruxeval-o.jsonl" "$OUT/$final.cruxeval-o.jsonl" \
-    "$OUT/base.cruxeval-i.jsonl" "$OUT/$final.cruxeval-i.jsonl" \
-    "$OUT/base.humaneval.jsonl" "$OUT/$final.humaneval.jsonl" | tee "$OUT/comparison.md"
+    baseline=()
+    [ "$model" = base ] || baseline=(--baseline base)
+    # the held-out set of this run: greedy pass@1, then sampled solve rate at the run's T
+    "$BIN/azr" eval "$model" --engine "$ENGINE" --out "$OUT/greedy" --max-tokens "$EVAL_TOKENS" \
+        --bench indist "${baseline[@]}"
+    AZR_EVAL__TEMPERATURE=$TEMPERATURE AZR_EVAL__TOP_P=1.0 \
+        "$BIN/azr" eval "$model" --engine "$ENGINE" --out "$OUT/sampled" \
+        --max-tokens "$EVAL_TOKENS" --bench indist --samples "$SAMPLES" "${baseline[@]}"
+    "$BIN/azr" eval "$model" --engine "$ENGINE" --out "$OUT/greedy" --max-tokens "$EVAL_TOKENS" \
+        --bench cruxeval-o --bench cruxeval-i --limit "$CRUX_LIMIT" "${baseline[@]}"
+done 2>&1 | tee "$OUT/evaluation.log"
 
 report=$(ls -d "$AZR_DATA_DIR"/reports/run-* | sort -t- -k2 -n | tail -n 1)
 "$BIN/python" -m services.evaluation.report curves "$report/metrics.json" "$report"
-echo "== learning curves and run report in $report; evaluation files in $OUT"
+echo "== done ($(date -u +%H:%M:%S)): run report and curves in $report; evaluations in $OUT"

@@ -114,6 +114,11 @@ class ProposalOut(GenerationOut):
     format_ok: bool
     parsed: bool
     error: str | None
+    continuation: GenerationOut | None = Field(
+        None,
+        description="a two-stage proposal's second stage (the input, written after the "
+        "program): its own prompt and tokens; trained with the proposal's reward",
+    )
 
 
 class ProposeResponse(BaseModel):

@@ -10,7 +10,8 @@ model with an *opener* that ends where the answer begins:
 | deduction solve | ``f(<input>) returns `` | the value | line end |
 | abduction solve | ``f(`` | the arguments, ``)`` | line end |
 | induction solve | a python fence, ``def f(`` | the function | closing fence |
-| deduction/abduction propose | a python fence, ``def f(`` | the function, then an ``input`` block | the input block's fence |
+| deduction/abduction propose | a python fence, ``def f(`` | the function | closing fence |
+| (second stage) | the program's reply, then ``INPUT_FOLLOWUP`` | the arguments of one call, ``)`` | line end |
 | induction propose | a python fence, ``f(`` | one call per line, then a ``#`` hint | closing fence |
 
 Parsing is strict on purpose: a deduction answer must be a Python literal, an abduction answer a
@@ -43,6 +44,11 @@ OPENER_SYSTEM = (
 FENCE = "```"
 CODE_OPENER = f"{FENCE}python\ndef f("
 CALLS_OPENER = f"{FENCE}python\nf("
+# A program proposal is written in two stages: the model writes the function after CODE_OPENER and
+# stops at its closing fence; the service then appends this and the model writes the arguments of
+# one call. Asked for both in one reply, SmolLM2-135M closed the program and explained it in prose
+# instead of writing the input (docs/algorithm.md, "Prompt profiles").
+INPUT_FOLLOWUP = "\n\nf("
 
 # The closing tag of the think variant's answer; an answer line ends there too.
 ANSWER_CLOSE = "</answer>"
@@ -162,27 +168,19 @@ def propose_opener(task_type: TaskType) -> str:
 
 
 def propose_stop(task_type: TaskType) -> list[str]:
-    """Induction ends at its one block's fence; a program proposal writes two blocks, so it ends
-    where `proposal_complete_at` says (or at the closing tag)."""
-    if TaskType(task_type) is TaskType.INDUCTION:
-        return [FENCE, ANSWER_CLOSE]
-    return [ANSWER_CLOSE]
+    """Both kinds of proposal end at their block's closing fence (a program proposal's first
+    stage too) or at the closing tag."""
+    return [FENCE, ANSWER_CLOSE]
 
 
-def proposal_complete_at(response: str, opener: str) -> int | None:
-    """Where a deduction/abduction proposal is complete: just past the fence that closes the
-    ``input`` block written after the program's block. None while it is not."""
-    at = response.find(opener) if opener else -1
-    if at == -1:
-        return None
-    code_end = response.find(FENCE, at + len(opener))
-    if code_end == -1:
-        return None
-    start = response.find(f"{FENCE}input", code_end + len(FENCE))
-    if start == -1:
-        return None
-    close = response.find(FENCE, start + len(FENCE) + len("input"))
-    return None if close == -1 else close + len(FENCE)
+def propose_followup(task_type: TaskType) -> str:
+    """The second stage's opener of a proposal ("" when it has none: induction)."""
+    return "" if TaskType(task_type) is TaskType.INDUCTION else INPUT_FOLLOWUP
+
+
+def followup_stop(task_type: TaskType) -> list[str]:
+    """The second stage writes one call's arguments: it ends at the line end."""
+    return ["\n", ANSWER_CLOSE]
 
 
 def opener_for(task_type: TaskType, role: Role, task: Task | None = None) -> str:
@@ -394,12 +392,14 @@ def parse_proposition(
 
 
 def _input_block(body: str) -> str | None:
-    """The body of the ```input block written after the program's closing fence, when it holds
-    one literal argument list."""
+    """The input written after the program's closing fence, when it is one literal argument
+    list: the second stage's call line (``f(`` + arguments + ``)``), else an ```input block."""
     code_end = body.find(FENCE)
     if code_end == -1:
         return None
     rest = body[code_end + len(FENCE) :]
+    if rest.startswith(INPUT_FOLLOWUP):
+        return call_arguments(_first_line(rest[len(INPUT_FOLLOWUP) :]))
     start = rest.find(f"{FENCE}input")
     if start == -1:
         return None

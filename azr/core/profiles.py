@@ -42,6 +42,10 @@ class PromptSpec:
     reply_start: str
     opener: str
     stop: tuple[str, ...]
+    # A second stage (program proposals): appended after the first stage's text, the model
+    # continues from it until `followup_stop`; "" when the reply has one stage.
+    followup: str = ""
+    followup_stop: tuple[str, ...] = ()
 
     @property
     def prefill(self) -> str:
@@ -54,11 +58,21 @@ def check_profile(profile: str) -> PromptProfile:
     return profile  # type: ignore[return-value]
 
 
-def _opener_spec(profile: str, task_text: str, opener: str, stop: list[str]) -> PromptSpec:
-    if profile == "opener":
-        return PromptSpec(profile, openers.OPENER_SYSTEM, task_text, opener, opener, tuple(stop))
+def _opener_spec(
+    profile: str,
+    task_text: str,
+    opener: str,
+    stop: list[str],
+    followup: str = "",
+    followup_stop: Sequence[str] = (),
+) -> PromptSpec:
+    system, start = (
+        (openers.OPENER_SYSTEM, opener)
+        if profile == "opener"
+        else (R1_INSTRUCTION, THINK + THINK_SKIP + opener)
+    )
     return PromptSpec(
-        profile, R1_INSTRUCTION, task_text, THINK + THINK_SKIP + opener, opener, tuple(stop)
+        profile, system, task_text, start, opener, tuple(stop), followup, tuple(followup_stop)
     )
 
 
@@ -96,6 +110,8 @@ def propose_spec(
         openers.propose_text(task_type, references, banned, n_inputs=n_inputs),
         openers.propose_opener(task_type),
         openers.propose_stop(task_type),
+        openers.propose_followup(task_type),
+        openers.followup_stop(task_type),
     )
 
 
@@ -121,16 +137,19 @@ def parse_propose(
     )
 
 
+def first_stage_done(spec: PromptSpec, text: str) -> bool:
+    """Whether a two-stage reply's first stage ended where the second begins (a program
+    proposal: at its block's closing fence, not at the length limit or the closing tag)."""
+    return bool(spec.followup) and text.endswith(openers.FENCE)
+
+
 def complete_at(
     spec: PromptSpec, task_type: TaskType, role: Role, response: str, *, n_inputs: int = 10
 ) -> int | None:
     """Where a complete but unclosed answer can be cut: a ``paper`` answer once it holds its
-    blocks (`answer_complete_at`); an opener program proposal once its input block is closed.
-    Other opener replies end at their stop strings."""
+    blocks (`answer_complete_at`). Opener replies end at their stop strings."""
     if spec.profile == "paper":
         return answer_complete_at(task_type, role, response, n_inputs=n_inputs)
-    if Role(role) is Role.PROPOSE and TaskType(task_type) is not TaskType.INDUCTION:
-        return openers.proposal_complete_at(response, spec.opener)
     return None
 
 
@@ -141,6 +160,7 @@ __all__ = [
     "check_profile",
     "close_answer",
     "complete_at",
+    "first_stage_done",
     "parse_propose",
     "parse_solve",
     "propose_spec",

@@ -55,7 +55,11 @@ def group_metrics(outcome: StepOutcome) -> dict[str, dict[str, float]]:
                 sum(1 for p in props if p.gen.proposal.error is not None), len(props)
             ),
             "answer_closed_rate": _rate(sum(1 for p in props if p.gen.answer_closed), len(props)),
-            "tokens": sum(len(p.gen.completion_token_ids) for p in props),
+            "tokens": sum(
+                len(p.gen.completion_token_ids)
+                + (len(p.gen.continuation.completion_token_ids) if p.gen.continuation else 0)
+                for p in props
+            ),
             "rollout_tokens": sum(p.rollout_tokens for p in props),
             "staleness": float(outcome.staleness),
             # reward-hacking signals

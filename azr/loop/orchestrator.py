@@ -248,8 +248,15 @@ class Orchestrator:
         out = StepOutcome(self.run_id, step, version, staleness)
         self._snapshots: dict[TaskType, list[StoredTask]] = {}
         temp = Sampling(self.cfg.temperature, self.cfg.top_p, self.cfg.max_tokens, None)
-        # learnability estimates are sampled at T = 1 (reference §4.1; greedy would collapse them)
-        mc = Sampling(1.0, 1.0, self.cfg.max_tokens, None)
+        # learnability is the solve rate of the solver as it is trained: sampled at the run's
+        # temperature unless set apart (the reference uses T = 1; greedy would collapse it)
+        mc_temperature = self.cfg.learnability_temperature
+        mc = Sampling(
+            self.cfg.temperature if mc_temperature is None else mc_temperature,
+            self.cfg.top_p,
+            self.cfg.max_tokens,
+            None,
+        )
 
         with self._timed(out, "references"):
             refs = {tt: self.references(step, tt) for tt in self.task_types}

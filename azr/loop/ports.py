@@ -36,6 +36,9 @@ class Generation:
 class ProposalGen(Generation):
     proposal: Proposal = field(default_factory=lambda: Proposal(TaskType.DEDUCTION))
     references: list[Task] = field(default_factory=list)
+    # a two-stage proposal's second stage (the input, written after the program): a sequence of
+    # its own, trained with the proposal's reward
+    continuation: Generation | None = None
 
 
 @dataclass

@@ -40,6 +40,8 @@ def reward_batch(outcome: StepOutcome) -> dict[str, Any]:
     for task_type in TaskType:
         for sp in outcome.proposals.get(task_type, []):
             samples.append(_sample(task_type, Role.PROPOSE, sp.gen, sp.reward))
+            if sp.gen.continuation is not None:  # a two-stage proposal's second sequence
+                samples.append(_sample(task_type, Role.PROPOSE, sp.gen.continuation, sp.reward))
         for sa in outcome.answers.get(task_type, []):
             samples.append(_sample(task_type, Role.SOLVE, sa.gen, sa.reward))
     return {

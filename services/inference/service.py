@@ -146,6 +146,34 @@ class InferenceService:
         close = self.close_answers if sampling.close_answers is None else sampling.close_answers
         return stop_strings(self.stop, role, prefill=prefill, close_answers=close)
 
+    async def second_stage(
+        self, prompt: str, samples: list[Sample], spec: PromptSpec, sampling: Sampling
+    ) -> list[Sample | None]:
+        """A two-stage reply's second stage, per first-stage sample: the model continues from
+        its own first stage plus ``spec.followup`` until ``spec.followup_stop``. None where the
+        profile has no second stage, or the first stage did not end where the second begins
+        (it ran to the length limit), or the continued prompt would not fit."""
+        out: list[Sample | None] = [None] * len(samples)
+        if not spec.followup:
+            return out
+        todo = [
+            i
+            for i, s in enumerate(samples)
+            if profiles.first_stage_done(spec, s.text)
+            and self.too_long(prompt + s.text + spec.followup, sampling.max_tokens) is None
+        ]
+        if not todo:
+            return out
+        params = replace(
+            self.params(sampling, 1, Role.PROPOSE, spec),
+            stop=tuple(dict.fromkeys([*self.stop, *spec.followup_stop])),
+        )
+        prompts: list[Prompt] = [prompt + samples[i].text + spec.followup for i in todo]
+        seconds = await self.sample("propose", prompts, params)
+        for i, second in zip(todo, seconds, strict=True):
+            out[i] = second[0] if second else None
+        return out
+
     def too_long(self, prompt: Prompt, max_tokens: int) -> str | None:
         """Why a prompt cannot be served (None when it can)."""
         n_prompt = (

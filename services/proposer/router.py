@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, status
 
-from azr.contracts.inference import ProposalOut, ProposeRequest, ProposeResponse
+from azr.contracts.inference import GenerationOut, ProposalOut, ProposeRequest, ProposeResponse
 from azr.core.profiles import parse_propose
 from azr.core.tasks import Role, TaskType
 from services.inference.deps import ready_service
-from services.inference.service import InferenceService, generation_fields
+from services.inference.service import Finished, InferenceService, generation_fields
 
 router = APIRouter(tags=["proposer"])
 
@@ -31,10 +31,11 @@ async def propose(
     if why:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, why)
     (samples,) = await service.sample("propose", [rendered.text], params)
+    seconds = await service.second_stage(rendered.text, samples, spec, body.sampling)
     # Induction proposals keep the reference's program; the proposer writes inputs + message.
     reference = references[0] if body.task_type is TaskType.INDUCTION else None
     proposals = []
-    for sample in samples:
+    for sample, second in zip(samples, seconds, strict=True):
         finished = service.finish(
             sample,
             rendered.prefill,
@@ -44,6 +45,10 @@ async def propose(
             body.n_inputs,
             spec,
         )
+        continuation = None
+        if second is not None:
+            finished.response += spec.followup + second.text
+            continuation = GenerationOut(**generation_fields(Finished(second, finished.response)))
         parsed = parse_propose(
             spec, body.task_type, finished.response, n_inputs=body.n_inputs, reference=reference
         )
@@ -58,6 +63,7 @@ async def propose(
                 format_ok=parsed.format_ok,
                 parsed=parsed.parsed,
                 error=parsed.error,
+                continuation=continuation,
             )
         )
     return ProposeResponse(task_type=body.task_type, prompt=rendered.text, proposals=proposals)

@@ -14,6 +14,7 @@ from azr.core.profiles import (
     PromptSpec,
     check_profile,
     complete_at,
+    first_stage_done,
     parse_propose,
     parse_solve,
     propose_spec,
@@ -75,19 +76,32 @@ def test_openers_per_role() -> None:
     assert think.reply_start.startswith("<think>") and "<answer>" in think.prefill
     assert "</answer>" in think.stop and "\n" in solve_spec(DEDUCTION, "opener").stop
     assert "```" in solve_spec(INDUCTION, "opener").stop
-    assert "```" not in propose_spec(TaskType.DEDUCTION, [DEDUCTION], [], "opener").stop
+    program_spec = propose_spec(TaskType.DEDUCTION, [DEDUCTION], [], "opener")
+    # a program proposal's first stage ends at the program's fence; its second at the line end
+    assert "```" in program_spec.stop and program_spec.followup.endswith("f(")
+    assert "\n" in program_spec.followup_stop
+    assert not propose_spec(TaskType.INDUCTION, [INDUCTION], [], "opener").followup
 
 
 @pytest.mark.parametrize("profile", OPENERS)
 def test_proposer_openers_round_trip(profile: str) -> None:
     spec = propose_spec(TaskType.DEDUCTION, [DEDUCTION], ["os"], profile)
     program = "def f(xs):\n    return sorted(xs)[::2]"
-    # the input in its own block after the program (what the prompt asks for) ...
-    reply = "xs):\n    return sorted(xs)[::2]\n```\n```input\n[5, 3, 9]\n```"
-    response = spec.prefill + reply
-    assert complete_at(spec, TaskType.DEDUCTION, Role.PROPOSE, response) == len(response)
-    assert complete_at(spec, TaskType.DEDUCTION, Role.PROPOSE, response[:-3]) is None
+    first = "xs):\n    return sorted(xs)[::2]\n```"
+    assert first_stage_done(spec, first) and not first_stage_done(spec, first[:-3])
+    # the two stages: the program to its fence, then the call the service opened for the input
+    response = spec.prefill + first + spec.followup + "[5, 3, 9])\n"
+    assert complete_at(spec, TaskType.DEDUCTION, Role.PROPOSE, response) is None
     got = parse_propose(spec, TaskType.DEDUCTION, response)
+    assert got.format_ok and got.parsed
+    assert got.program == program and got.inputs == ["[5, 3, 9]"]
+    # a second stage that names a variable, or never closes the call, is no input
+    for second in ("xs)", "[5, 3"):
+        response = spec.prefill + first + spec.followup + second
+        assert not parse_propose(spec, TaskType.DEDUCTION, response).format_ok
+    # the input in its own block after the program (the wording of the prompt) ...
+    reply = "xs):\n    return sorted(xs)[::2]\n```\n```input\n[5, 3, 9]\n```"
+    got = parse_propose(spec, TaskType.DEDUCTION, spec.prefill + reply)
     assert got.format_ok and got.parsed
     assert got.program == program and got.inputs == ["[5, 3, 9]"]
     # ... or, failing that, a call of f at the end of the program's block

@@ -5,14 +5,17 @@ reason, never crash or score)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from azr.contracts.inference import Sampling
 from azr.core.tasks import Task, TaskType
 from services.inference.app import build_app
+from services.inference.engine import Sample
 from services.inference.service import InferenceService
 from services.inference.transformers_engine import TransformersEngine
 
@@ -36,11 +39,15 @@ def task_json(task: Task) -> dict[str, object]:
 
 
 @pytest.fixture(scope="module")
-def client(tiny_model_dir: Path) -> Iterator[TestClient]:
+def service(tiny_model_dir: Path) -> InferenceService:
     engine = TransformersEngine(tiny_model_dir, device="cpu")
-    service = InferenceService(
+    return InferenceService(
         engine=engine, solve_profile="opener", propose_profile="opener", banned=["os"]
     )
+
+
+@pytest.fixture(scope="module")
+def client(service: InferenceService) -> Iterator[TestClient]:
     with TestClient(
         build_app(service, role="inference", token=TOKEN, wait_for_engine=True),
         headers={"Authorization": f"Bearer {TOKEN}"},
@@ -80,5 +87,27 @@ def test_propose_with_the_opener(client: TestClient) -> None:
         data = response.json()
         assert data["prompt"].endswith(opener)
         for p in data["proposals"]:
-            assert p["response"].endswith(p["text"]) and p["response"].startswith("```python\n")
+            second = p["continuation"]
+            own = p["text"] + ("\n\nf(" + second["text"] if second else "")
+            assert p["response"].endswith(own) and p["response"].startswith("```python\n")
+            assert second is None or p["text"].endswith("```")
             assert p["parsed"] or p["error"]
+
+
+def test_program_proposal_second_stage(client: TestClient, service: InferenceService) -> None:
+    """A first stage that closed its program block is continued from the followup (a real
+    generation with its own prompt); one that ran to the length limit is not."""
+    spec = service.propose_spec(TaskType.DEDUCTION, [TASKS[0]], 10, Sampling(max_tokens=8))
+    prompt = service.render_spec(spec).text
+    closed = Sample("x):\n    return x * 2\n```", [1], [2], [-0.1], "stop", 0)
+    cut = Sample("x):\n    return x", [1], [2], [-0.1], "length", 0)
+    sampling = Sampling(max_tokens=8, seed=0)
+    second, none = asyncio.run(service.second_stage(prompt, [closed, cut], spec, sampling))
+    assert none is None and second is not None
+    tokenizer = service.engine.tokenizer
+    continued = tokenizer.decode(second.prompt_token_ids)
+    assert continued.endswith(closed.text + spec.followup)
+    assert 0 < len(second.completion_token_ids) <= 8
+    assert len(second.logprobs) == len(second.completion_token_ids)
+    # the line end (a stop string) ends it: the second stage is one call's arguments
+    assert "\n" not in second.text.rstrip("\n")

@@ -14,7 +14,15 @@ from typing import Any
 
 from azr.core import dedup
 from azr.core.tasks import Answer, Proposal, Task, TaskType
-from azr.loop.ports import AnswerGen, NewTask, ProposalGen, Sampling, StoredTask, Validation
+from azr.loop.ports import (
+    AnswerGen,
+    Generation,
+    NewTask,
+    ProposalGen,
+    Sampling,
+    StoredTask,
+    Validation,
+)
 
 
 def run_program(source: str, literal_input: str) -> str:
@@ -36,6 +44,8 @@ class ScriptedInference:
     propose_calls: int = 0
     loads: list[int] = field(default_factory=list)
     proposed_refs: list[list[Task]] = field(default_factory=list)
+    two_stage: bool = False  # proposals carry a second stage (the input) like the opener's
+    solve_temperatures: list[float] = field(default_factory=list)
 
     def propose(
         self, task_type: TaskType, references: list[list[Task]], sampling: Sampling
@@ -58,11 +68,22 @@ class ScriptedInference:
                     temperature=sampling.temperature,
                     proposal=prop,
                     references=refs,
+                    continuation=Generation(
+                        "3)",
+                        [1, 2, 3, 4, 5, 9],
+                        [6, 7],
+                        [-0.4, -0.5],
+                        self.version,
+                        temperature=sampling.temperature,
+                    )
+                    if self.two_stage
+                    else None,
                 )
             )
         return out
 
     def solve(self, tasks: list[Task], n: int, sampling: Sampling) -> list[list[AnswerGen]]:
+        self.solve_temperatures.append(sampling.temperature)
         result = []
         for task in tasks:
             gens = []

@@ -86,6 +86,36 @@ def test_valid_proposal_is_validated_rewarded_and_buffered(tmp_path: Path) -> No
     assert _samples(batch, Role.SOLVE), "the solver batch comes from the seeded buffer"
 
 
+def test_two_stage_proposal_trains_both_sequences_with_one_reward(tmp_path: Path) -> None:
+    inference = ScriptedInference(
+        {TaskType.DEDUCTION: [DOUBLE]},
+        solver=lambda task, i: task.outputs[0] if i == 0 else "-1",
+        two_stage=True,
+    )
+    orch, ports = _orch(tmp_path, _cfg(temperature=0.7), inference)
+    orch.run()
+    trainer = ports.trainer
+    assert isinstance(trainer, MemoryTrainer)
+    [batch] = trainer.batches
+    RewardBatch.model_validate({**batch, "run_id": str(batch["run_id"])})
+    program, call = _samples(batch, Role.PROPOSE)
+    # the second stage is its own sequence (its own prompt and tokens), rewarded like the first
+    assert program["completion_token_ids"] == [4, 5] and call["completion_token_ids"] == [6, 7]
+    assert call["prompt_token_ids"] == [1, 2, 3, 4, 5, 9]
+    assert program["reward"] == call["reward"] == pytest.approx(0.75)
+    assert call["temperature"] == pytest.approx(0.7)
+    # learnability rollouts and the solver's answers are sampled at the run's temperature
+    assert inference.solve_temperatures == [0.7, 0.7]
+
+
+def test_learnability_temperature_can_be_set_apart(tmp_path: Path) -> None:
+    inference = ScriptedInference({TaskType.DEDUCTION: [DOUBLE]})
+    cfg = _cfg(temperature=0.7, learnability_temperature=1.0)
+    orch, _ = _orch(tmp_path, cfg, inference)
+    orch.run()
+    assert inference.solve_temperatures == [1.0, 0.7]
+
+
 def test_invalid_and_duplicate_proposals_do_not_enter_the_buffer(tmp_path: Path) -> None:
     inference = ScriptedInference(
         {TaskType.DEDUCTION: ["def f(x):\n    return 1 / 0", DOUBLE, DOUBLE]},

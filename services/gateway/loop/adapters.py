@@ -18,7 +18,15 @@ from azr.common.checkpoints import ChecksumMismatch, list_versions, read_manifes
 from azr.common.retry import DEFAULT_POLICY, RetryPolicy, ServiceUnavailable, redis_retry
 from azr.contracts import inference as wire
 from azr.core.tasks import Answer, Proposal, Task, TaskType
-from azr.loop.ports import AnswerGen, NewTask, ProposalGen, Sampling, StoredTask, Validation
+from azr.loop.ports import (
+    AnswerGen,
+    Generation,
+    NewTask,
+    ProposalGen,
+    Sampling,
+    StoredTask,
+    Validation,
+)
 from azr.loop.records import task_to_json
 from azr.settings import Settings
 from services.executor.client import ExecutorClient, ExecutorError
@@ -341,7 +349,13 @@ class HttpInference:
                 format_ok=p.format_ok,
                 error=p.error,
             )
-            return ProposalGen(**_gen_fields(p, sampling), proposal=proposal, references=list(refs))
+            second = p.continuation
+            return ProposalGen(
+                **_gen_fields(p, sampling),
+                proposal=proposal,
+                references=list(refs),
+                continuation=Generation(**_gen_fields(second, sampling)) if second else None,
+            )
 
         return list(self.pool.map(one, references))
 
