@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fastapi import APIRouter, Depends, HTTPException, status
 
 from azr.contracts.inference import GenerationOut, ProposalOut, ProposeRequest, ProposeResponse
-from azr.core.profiles import parse_propose
-from azr.core.tasks import Role, TaskType
+from azr.core.profiles import PromptSpec, parse_propose
+from azr.core.tasks import Role, Task, TaskType
 from services.inference.deps import ready_service
+from services.inference.engine import Sample
 from services.inference.service import Finished, InferenceService, generation_fields
 
 router = APIRouter(tags=["proposer"])
@@ -34,36 +37,52 @@ async def propose(
     seconds = await service.second_stage(rendered.text, samples, spec, body.sampling)
     # Induction proposals keep the reference's program; the proposer writes inputs + message.
     reference = references[0] if body.task_type is TaskType.INDUCTION else None
-    proposals = []
-    for sample, second in zip(samples, seconds, strict=True):
-        finished = service.finish(
-            sample,
-            rendered.prefill,
-            body.task_type,
-            Role.PROPOSE,
-            body.sampling,
-            body.n_inputs,
+    proposals = [
+        proposal_out(
             spec,
+            body,
+            service.finish(
+                sample,
+                rendered.prefill,
+                body.task_type,
+                Role.PROPOSE,
+                body.sampling,
+                body.n_inputs,
+                spec,
+            ),
+            second,
+            reference,
         )
-        continuation = None
-        if second is not None:
-            finished.response += spec.followup + second.text
-            continuation = GenerationOut(**generation_fields(Finished(second, finished.response)))
-        parsed = parse_propose(
-            spec, body.task_type, finished.response, n_inputs=body.n_inputs, reference=reference
-        )
-        proposals.append(
-            ProposalOut(
-                **generation_fields(finished),
-                task_type=body.task_type,
-                program=parsed.program,
-                inputs=list(parsed.inputs),
-                message=parsed.message,
-                imports=list(parsed.imports),
-                format_ok=parsed.format_ok,
-                parsed=parsed.parsed,
-                error=parsed.error,
-                continuation=continuation,
-            )
-        )
+        for sample, second in zip(samples, seconds, strict=True)
+    ]
     return ProposeResponse(task_type=body.task_type, prompt=rendered.text, proposals=proposals)
+
+
+def proposal_out(
+    spec: PromptSpec,
+    body: ProposeRequest,
+    finished: Finished,
+    second: Sample | None,
+    reference: Task | None,
+) -> ProposalOut:
+    """One proposal: the first stage's generation and, for a two-stage reply, its second stage;
+    the parser sees both stages joined by the followup the service wrote."""
+    continuation = None
+    if second is not None:
+        finished = replace(finished, response=finished.response + spec.followup + second.text)
+        continuation = GenerationOut(**generation_fields(Finished(second, finished.response)))
+    parsed = parse_propose(
+        spec, body.task_type, finished.response, n_inputs=body.n_inputs, reference=reference
+    )
+    return ProposalOut(
+        **generation_fields(finished),
+        task_type=body.task_type,
+        program=parsed.program,
+        inputs=list(parsed.inputs),
+        message=parsed.message,
+        imports=list(parsed.imports),
+        format_ok=parsed.format_ok,
+        parsed=parsed.parsed,
+        error=parsed.error,
+        continuation=continuation,
+    )

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from azr.contracts.inference import Sampling
+from azr.contracts.inference import ProposeRequest, Sampling
 from azr.core.tasks import Task, TaskType
 from services.inference.app import build_app
 from services.inference.engine import Sample
-from services.inference.service import InferenceService
+from services.inference.service import Finished, InferenceService
 from services.inference.transformers_engine import TransformersEngine
+from services.proposer.router import proposal_out
 
 TOKEN = "test-token"
 PROGRAM = "def f(x):\n    return x + 1"
@@ -111,3 +112,14 @@ def test_program_proposal_second_stage(client: TestClient, service: InferenceSer
     assert len(second.logprobs) == len(second.completion_token_ids)
     # the line end (a stop string) ends it: the second stage is one call's arguments
     assert "\n" not in second.text.rstrip("\n")
+
+    # the proposal the route returns: both stages parsed together, each its own sequence
+    body = ProposeRequest(task_type=TaskType.DEDUCTION, references=[task_json(TASKS[0])])
+    finished = Finished(closed, spec.prefill + closed.text)
+    answer = Sample("[5, 2])\n", [3, 4], [5, 6, 7], [-0.2] * 3, "stop", 0)
+    out = proposal_out(spec, body, finished, answer, None)
+    assert out.format_ok and out.program == "def f(x):\n    return x * 2"
+    assert out.inputs == ["[5, 2]"] and out.text == closed.text
+    assert out.continuation is not None and out.continuation.text == answer.text
+    assert out.continuation.prompt_token_ids == [3, 4] and out.response.endswith("f([5, 2])\n")
+    assert not proposal_out(spec, body, finished, None, None).format_ok  # no input at all
