@@ -143,6 +143,7 @@ class ForkServer:
         self.prepared = prepared
         self.limits = limits
         prepared.child_rlimits = layers.child_rlimits(limits)
+        prepared.cpu_hard = max(1, int(limits.cpu_s)) + 1
         self.guard = guard
         self.spares: list[Child] = []
         self.batch = max(1, batch)

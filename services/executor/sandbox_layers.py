@@ -158,6 +158,9 @@ class PreparedLayers:
     drop_to: tuple[int, int] | None = None  # (uid, gid) of slot 0
     uid_slots: int = 1  # child k takes uid/gid drop_to + k % uid_slots
     child_rlimits: list[tuple[int, tuple[int, int]]] = field(default_factory=list)
+    # hard RLIMIT_CPU of every child; each lowers its soft limit to its job's timeout + 1 s
+    # before loading the seccomp filter (after that no limit can be touched)
+    cpu_hard: int = 11
     workdir: str = "/"  # where the (already removed) working directory was
 
 
@@ -278,13 +281,6 @@ def plan_privilege_drop(uid_base: int | None) -> tuple[LayerStatus, tuple[int, i
     )
 
 
-def drop_privileges(target: tuple[int, int], slot: int = 0) -> None:
-    uid, gid = target[0] + slot, target[1] + slot
-    os.setgroups([])
-    os.setresgid(gid, gid, gid)
-    os.setresuid(uid, uid, uid)
-
-
 # --- rlimits --------------------------------------------------------------------------------
 
 
@@ -307,14 +303,6 @@ def child_rlimits(limits: Limits) -> list[tuple[int, tuple[int, int]]]:
         # Only enforced for an unprivileged uid, hence the drop right after.
         (resource.RLIMIT_NPROC, (0, 0)),
     ]
-
-
-def set_cpu_limit(cpu_s: float, limits: Limits) -> None:
-    """Per job, in the child before its seccomp filter is loaded (after that no limit can be
-    touched): the soft limit for this job under the hard limit of the configuration."""
-    hard = max(1, int(limits.cpu_s)) + 1
-    want = min(max(1, int(cpu_s + 0.999)), hard)
-    resource.setrlimit(resource.RLIMIT_CPU, (want, hard))
 
 
 # --- seccomp ------------------------------------------------------------------------------
