@@ -372,7 +372,6 @@ def _lock_down(
     _closerange: Any = os.closerange,
     _setpgid: Any = os.setpgid,
     _setrlimit: Any = resource.setrlimit,
-    _setgroups: Any = os.setgroups,
     _setresgid: Any = os.setresgid,
     _setresuid: Any = os.setresuid,
 ) -> None:
@@ -388,8 +387,7 @@ def _lock_down(
     if prepared.drop_to is not None:  # a uid of its own slot (see `layers.plan_privilege_drop`)
         k = slot % prepared.uid_slots
         uid, gid = prepared.drop_to[0] + k, prepared.drop_to[1] + k
-        _setgroups([])
-        _setresgid(gid, gid, gid)
+        _setresgid(gid, gid, gid)  # no supplementary groups: the server dropped them
         _setresuid(uid, uid, uid)
     # no_new_privs and the Landlock domain come from the fork-server (`layers.lock_server`)
 

@@ -460,13 +460,17 @@ def restrict_landlock(ruleset_fd: int) -> None:
 
 def lock_server(prepared: PreparedLayers, limits: Limits) -> None:
     """The lock-down steps the fork-server can take for itself once, right before it forks any
-    child, instead of every child taking them: no_new_privs, the core and stack limits, and
-    the Landlock domain (the server needs no file after start-up: it only forks, reaps and
+    child, instead of every child taking them: no_new_privs, the core and stack limits, no
+    supplementary groups (as root), and the Landlock domain (the server needs no file after start-up: it only forks, reaps and
     talks over pipes it already has). A child is then born inside the domain, with no ctypes
     call of its own; signal scoping still lets the server signal its children, which share
     the domain, and the seccomp filter stops the children from signalling anyone."""
     apply_server_rlimits(limits)
     set_no_new_privs()
+    if prepared.drop_to is not None:
+        # no supplementary groups: children inherit the empty list, which their own
+        # setresgid/setresuid keep, so they need no setgroups of their own
+        os.setgroups([])
     if prepared.landlock_fd is not None:
         try:
             restrict_landlock(prepared.landlock_fd)
