@@ -4,15 +4,24 @@ a fresh `python -I -S` subprocess per program, and an unsandboxed in-process exe
 official executor's design). Prints a markdown table with ratios.
 
 "per CPU-s" divides the count by the CPU seconds all involved processes used, which is what
-"per core" means on a shared machine where wall-clock rates depend on the neighbours."""
+"per core" means on a shared machine where wall-clock rates depend on the neighbours.
+
+``--http`` measures programs/s through HTTP ``POST /v1/run`` of a real executor service (API,
+embedded Redis, Celery workers, fork-servers) that the bench starts itself; ``--http-root DIR``
+adds a service started from another checkout (say, an older commit) as a baseline, measured
+in the same run, rounds interleaved."""
 
 from __future__ import annotations
 
+import argparse
 import concurrent.futures as cf
 import os
+import signal
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -22,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from services.executor.engine import Engine, EngineLimits
 from services.executor.sandbox import SandboxConfig, SandboxPair
 
-N = int(os.environ.get("AZR_BENCH_N", "600"))
+N = int(os.environ.get("AZR_BENCH_N", "600"))  # --n overrides
 PROGRAM = "def f(a, b):\n    return [a + b, a * b]"
 INPUT = "3, 4"
 CLK = os.sysconf("SC_CLK_TCK")
@@ -181,27 +190,228 @@ def _row(n: int, wall: float, cpu: float, lat: list[float]) -> dict[str, float]:
     }
 
 
-def main() -> None:
-    rows = []
-    for workers in (1, 2):
-        pool = bench_pool(workers)
-        rows.append((f"in-process exec pool (no isolation), {workers}w", pool, pool))
-        rows.append(
-            (f"fresh `python -I -S` per program, {workers}w", bench_subprocess(workers), pool)
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _tree(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        return [pid, *(c.pid for c in proc.children(recursive=True))]
+    except psutil.NoSuchProcess:
+        return []
+
+
+class HttpExecutor:
+    """`services.executor.main.serve` of the checkout at `root` on a free loopback port, with its
+    own data folder (embedded Redis) and `workers` Celery worker processes."""
+
+    def __init__(self, root: str, workers: int) -> None:
+        self.root, self.workers = root, workers
+        self.port = _free_port()
+        self.data = tempfile.TemporaryDirectory(prefix="azr-bench-http-")
+        code = (
+            "import signal, sys\n"
+            "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
+            "from services.executor.main import serve\n"
+            f"serve(host='127.0.0.1', port={self.port})\n"
         )
-        rows.append(
-            (
-                f"sandbox, all layers, 2nd-process check, {workers}w",
-                bench_sandbox(workers, True),
-                pool,
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("AZR_") and k != "PYTHONPATH"
+        }
+        env.update(
+            PYTHONPATH=root,
+            AZR_DATA_DIR=self.data.name,
+            AZR_EXECUTOR__WORKERS=str(workers),
+            AZR_LOG_LEVEL="WARNING",
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=root,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(Path(self.data.name) / "server.log", "wb"),  # noqa: SIM115
+            start_new_session=True,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout_s: float = 180.0) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        log = (Path(self.data.name) / "server.log").read_text(errors="replace")
+        raise RuntimeError(f"the executor at {self.root} did not become ready:\n{log[-3000:]}")
+
+    def close(self) -> None:
+        pids = _tree(self.proc.pid)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                pass
+        for pid in pids:  # whatever it started and left behind (only these pids)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.proc.wait()
+        self.data.cleanup()
+
+
+def bench_http(server: HttpExecutor, n: int, batch: int, clients: int) -> dict[str, float]:
+    """`n` programs through POST /v1/run in batches of `batch` items, `clients` requests in
+    flight. CPU: every process of the service (API, Redis, workers, fork-servers, children)."""
+    import httpx
+
+    body = {"items": [{"program": PROGRAM, "input": INPUT}] * batch}
+
+    def post(http: httpx.Client) -> float:
+        t = time.perf_counter()
+        r = http.post(f"{server.url}/v1/run", json=body, timeout=600)
+        r.raise_for_status()
+        assert all(it["status"] == "ok" for it in r.json()["results"]), r.text[:500]
+        return (time.perf_counter() - t) * 1000
+
+    with httpx.Client() as http:
+        for _ in range(3):
+            post(http)  # warm
+    pids = _tree(server.proc.pid)
+    requests = max(1, n // batch)
+    c0, t0 = cpu_of(pids), time.perf_counter()
+    with cf.ThreadPoolExecutor(clients) as pool:
+        https = [httpx.Client() for _ in range(clients)]
+        lat = list(pool.map(lambda i: post(https[i % clients]), range(requests)))
+        for h in https:
+            h.close()
+    wall = time.perf_counter() - t0
+    cpu = cpu_of(pids) - c0
+    return _row(requests * batch, wall, cpu, lat)
+
+
+def main_http(args: argparse.Namespace) -> None:
+    here = str(Path(__file__).resolve().parents[1])
+    roots = [("this checkout", here)] + [(f"`{r}`", str(Path(r).resolve())) for r in args.http_root]
+    servers = []
+    try:
+        for _, root in roots:
+            servers.append(HttpExecutor(root, args.http_workers))
+        for s in servers:
+            s.wait_ready()
+        results: list[list[dict[str, float]]] = [[] for _ in roots]
+        for _ in range(args.rounds):
+            for i, s in enumerate(servers):
+                results[i].append(bench_http(s, args.n, args.batch, args.clients))
+    finally:
+        for s in servers:
+            s.close()
+    print(
+        f"HTTP POST /v1/run: {args.n} trivial programs per round, batches of {args.batch}, "
+        f"{args.clients} in flight, {args.http_workers} worker processes, {args.rounds} "
+        f"round(s) interleaved; load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        "| service | round | programs/s | per CPU-second | request p50 ms "
+        "| this checkout vs it (programs/s) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for k in range(args.rounds):
+        ours = results[0][k]
+        for (name, _), rows in zip(roots, results, strict=True):
+            r = rows[k]
+            print(
+                f"| {name} | {k + 1} | {r['per_s']:.0f} | {r['per_cpu_s']:.0f} | "
+                f"{r['p50']:.0f} | {ours['per_s'] / r['per_s']:.2f}x |"
             )
-        )
-        rows.append(
-            (f"sandbox, all layers, one process, {workers}w", bench_sandbox(workers, False), pool)
-        )
-    floor = bench_fork_floor()
+    if args.rounds > 1:
+        for (name, _), rows in zip(roots, results, strict=True):
+            total = sum(r["per_s"] for r in rows) / len(rows)
+            print(f"mean over rounds, {name}: {total:.0f} programs/s")
+
+
+ROWS = ("pool", "subprocess", "second", "one", "floor")
+
+
+def main() -> None:
+    global N
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=N, help="validations (programs) per row")
+    parser.add_argument(
+        "--rows",
+        default=",".join(ROWS),
+        help=f"comma-separated subset of {','.join(ROWS)} (the floor is always measured)",
+    )
+    parser.add_argument("--workers", default="1,2", help="worker counts for the in-process rows")
+    parser.add_argument("--http", action="store_true", help="measure POST /v1/run instead")
+    parser.add_argument(
+        "--http-root",
+        action="append",
+        default=[],
+        help="another checkout whose executor is measured in the same run as a baseline",
+    )
+    parser.add_argument("--http-workers", type=int, default=2, help="Celery worker processes")
+    parser.add_argument("--batch", type=int, default=64, help="items per /v1/run request")
+    parser.add_argument("--clients", type=int, default=4, help="requests in flight")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (--http)")
+    args = parser.parse_args()
+    N = args.n
+    if args.http:
+        main_http(args)
+        return
+    wanted = set(args.rows.split(","))
+    rows = []
+    pool: dict[str, float] = {}
+    # the floor is measured before every sandbox row and once at the end, and the median is
+    # the reference: one short measurement swings with the neighbours' load on a shared machine
+    floors: list[dict[str, float]] = []
+
+    def sandbox_row(workers: int, second: bool) -> dict[str, float]:
+        floors.append(bench_fork_floor())
+        return bench_sandbox(workers, second)
+
+    for workers in (int(w) for w in args.workers.split(",")):
+        pool = bench_pool(workers)
+        if "pool" in wanted:
+            rows.append((f"in-process exec pool (no isolation), {workers}w", pool, pool))
+        if "subprocess" in wanted:
+            rows.append(
+                (f"fresh `python -I -S` per program, {workers}w", bench_subprocess(workers), pool)
+            )
+        if "second" in wanted:
+            rows.append(
+                (
+                    f"sandbox, all layers, 2nd-process check, {workers}w",
+                    sandbox_row(workers, True),
+                    pool,
+                )
+            )
+        if "one" in wanted:
+            rows.append(
+                (
+                    f"sandbox, all layers, one process, {workers}w",
+                    sandbox_row(workers, False),
+                    pool,
+                )
+            )
+    floors.append(bench_fork_floor())
+    floor = sorted(floors, key=lambda r: r["per_cpu_s"])[len(floors) // 2]
     rows.append(("fork + exit only (no isolation, no work): the floor", floor, pool))
+    spread = ", ".join(f"{r['per_cpu_s']:.0f}" for r in floors)
     print(f"{N} trivial validations (2 calls + repr each); load average {os.getloadavg()[0]:.1f}")
+    print(f"fork floor per CPU-second, each measurement: {spread} (the median is used)")
     print(
         "| setup | validations/s | per CPU-second | p50 ms | p99 ms | vs pool (per CPU-s) "
         "| of the fork floor (per CPU-s) |"

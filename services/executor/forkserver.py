@@ -143,6 +143,7 @@ class ForkServer:
         self.prepared = prepared
         self.limits = limits
         prepared.child_rlimits = layers.child_rlimits(limits)
+        prepared.cpu_hard = max(1, int(limits.cpu_s)) + 1
         self.guard = guard
         self.spares: list[Child] = []
         self.batch = max(1, batch)
@@ -242,6 +243,7 @@ class ForkServer:
         killed_for: str | None = None
         pidfd = _pidfd(child.pid)
         reaped: tuple[int, float] | None = None
+        exited = False  # the pidfd said so: a zombie, alone in its group (it can't fork)
         try:
             poller = select.poll()
             poller.register(child.result_r, select.POLLIN | select.POLLHUP)
@@ -264,7 +266,9 @@ class ForkServer:
                 # EOF: the child is exiting; give it until the deadline to be gone
                 if pidfd >= 0:
                     left = max(0.0, deadline - time.monotonic())
-                    if not select.select([pidfd], [], [], left)[0]:
+                    if select.select([pidfd], [], [], left)[0]:
+                        exited = True
+                    else:
                         killed_for = "timeout"
                 else:  # no pidfd_open (gVisor): poll for the exit
                     while reaped is None and time.monotonic() < deadline:
@@ -275,7 +279,8 @@ class ForkServer:
                         killed_for = "timeout"
         finally:
             if reaped is None:
-                _kill_group(child.pid)
+                if not exited:
+                    _kill_group(child.pid)
                 reaped = _wait(child.pid, 0)
             status, cpu_s = reaped or (0, 0.0)
             if pidfd >= 0:

@@ -153,6 +153,9 @@ class ForkServerProcess:
             "PYTHONPATH": _REPO_ROOT,
             "PATH": "/usr/bin:/bin",
             "LANG": "C.UTF-8",
+            # resolve every symbol at load time: lazy binding would write each child's first
+            # call of a libc/libpython function into the GOT, a copy-on-write fault per page
+            "LD_BIND_NOW": "1",
         }
         self.proc = subprocess.Popen(
             self.command(),

@@ -20,6 +20,7 @@ import os
 import resource
 import struct
 import sys
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from azr.core.checks import ARGS_CALLEE
@@ -136,6 +137,7 @@ _REFUSED_EVENT_PREFIXES = (
 # What a child may say about itself; `timeout` only ever comes from the fork-server.
 CHILD_STATUSES = frozenset({"ok", "error", "memory", "forbidden", "output_limit"})
 JOB_FD, RESULT_FD = 0, 1  # where a child finds its pipes
+RLIMIT_CPU = resource.RLIMIT_CPU
 READY = b"R"  # set-up done; the fork-server sends a job only after this byte
 SETUP_FAILED = b"F"
 MAX_ERROR_CHARS = 500
@@ -249,6 +251,8 @@ def warm_up(guard: BuiltinsGuard, rounds: int = 30) -> None:
     r, w = os.pipe()
     try:
         for _ in range(rounds):
+            sink = _CappedSink(1000)
+            sink.write("x")
             os.write(w, encode_job(job["program"], job["input"], 2, 1000, 5.0))  # type: ignore[arg-type]
             _frame(*_evaluate(_read_job(r), guard))
             _frame("error", _short(ValueError("x")))
@@ -264,27 +268,36 @@ def run_child(
     limits: layers.Limits,
     guard: BuiltinsGuard,
     slot: int = 0,
+    _write: Any = os.write,
+    _exit: Callable[[int], NoReturn] = os._exit,
+    _close: Any = os.close,
+    _setrlimit: Any = resource.setrlimit,
+    _addaudithook: Any = sys.addaudithook,
 ) -> NoReturn:
-    write = os.write
-    exit_now = os._exit
+    # Runs once per process, so CPython never specialises it: every global or module attribute
+    # looked up here would be a method-cache write (a copy-on-write fault) in each child; the
+    # functions it calls come in as defaults, bound once in the server.
     try:
-        _lock_down(job_r, result_w, prepared, limits, slot)
+        _lock_down(job_r, result_w, prepared, slot)
     except BaseException as exc:
-        write(RESULT_FD, SETUP_FAILED + _short(exc).encode("utf-8", "replace"))
-        exit_now(71)
-    write(RESULT_FD, READY)
+        _write(RESULT_FD, SETUP_FAILED + _short(exc).encode("utf-8", "replace"))
+        _exit(71)
+    _write(RESULT_FD, READY)
     try:
         job = _read_job(JOB_FD)
-        os.close(JOB_FD)
-        # still before any model code: the per-job CPU limit, then the filter that forbids
-        # touching any limit again, then the hook, which has no off switch
-        layers.set_cpu_limit(float(job.get("timeout_s") or limits.cpu_s) + 1, limits)
+        _close(JOB_FD)
+        # still before any model code: the per-job CPU limit (soft: this job's timeout + 1 s,
+        # hard: the configuration's), then the filter that forbids touching any limit again,
+        # then the hook, which has no off switch
+        hard = prepared.cpu_hard
+        want = int(float(job.get("timeout_s") or limits.cpu_s) + 1 + 0.999)
+        _setrlimit(RLIMIT_CPU, (min(max(1, want), hard), hard))
         if prepared.seccomp_prog is not None:
             prepared.seccomp_prog.load()
-        sys.addaudithook(_HOOK if _HOOK is not None else _make_audit_hook(RESULT_FD))
+        _addaudithook(_HOOK if _HOOK is not None else _make_audit_hook(RESULT_FD))
     except BaseException as exc:
-        write(RESULT_FD, _frame("error", f"sandbox setup failed: {_short(exc)}"))
-        exit_now(0)
+        _write(RESULT_FD, _frame("error", f"sandbox setup failed: {_short(exc)}"))
+        _exit(0)
     del prepared, limits  # nothing of the set-up stays reachable from this frame
     sink = _CappedSink(int(job.get("max_output", 4000)))
     sys.stdout = sys.stderr = sink
@@ -303,8 +316,8 @@ def run_child(
         frame = _frame(status, body)
     except BaseException as exc:
         frame = _frame("error", f"could not encode the result: {type(exc).__name__}")
-    write(RESULT_FD, frame)
-    exit_now(0)
+    _write(RESULT_FD, frame)
+    _exit(0)
 
 
 def _make_audit_hook(result_w: int) -> Any:
@@ -351,20 +364,31 @@ def _short(exc: BaseException, limit: int = MAX_ERROR_CHARS) -> str:
 
 
 def _lock_down(
-    job_r: int, result_w: int, prepared: layers.PreparedLayers, limits: layers.Limits, slot: int
+    job_r: int,
+    result_w: int,
+    prepared: layers.PreparedLayers,
+    slot: int,
+    _dup2: Any = os.dup2,
+    _closerange: Any = os.closerange,
+    _setpgid: Any = os.setpgid,
+    _setrlimit: Any = resource.setrlimit,
+    _setresgid: Any = os.setresgid,
+    _setresuid: Any = os.setresuid,
 ) -> None:
     # the pipes move to fixed numbers (the server's pipes are all above 2), everything else
     # inherited is closed with one close_range(2)
-    os.dup2(job_r, JOB_FD)
-    os.dup2(result_w, RESULT_FD)
-    os.closerange(RESULT_FD + 1, 1 << 20)
-    os.setpgid(0, 0)  # own process group: the parent kills the whole group on timeout
+    _dup2(job_r, JOB_FD)
+    _dup2(result_w, RESULT_FD)
+    _closerange(RESULT_FD + 1, 1 << 20)
+    _setpgid(0, 0)  # own process group: the parent kills the whole group on timeout
     # the cwd, inherited from the fork-server, is an empty directory that was already deleted
-    setrlimit = resource.setrlimit
     for which, value in prepared.child_rlimits:  # computed once in the server
-        setrlimit(which, value)
-    if prepared.drop_to is not None:
-        layers.drop_privileges(prepared.drop_to, slot % prepared.uid_slots)
+        _setrlimit(which, value)
+    if prepared.drop_to is not None:  # a uid of its own slot (see `layers.plan_privilege_drop`)
+        k = slot % prepared.uid_slots
+        uid, gid = prepared.drop_to[0] + k, prepared.drop_to[1] + k
+        _setresgid(gid, gid, gid)  # no supplementary groups: the server dropped them
+        _setresuid(uid, uid, uid)
     # no_new_privs and the Landlock domain come from the fork-server (`layers.lock_server`)
 
 

@@ -5,6 +5,7 @@ verdict. Some run with an unprivileged fork-server (the chart's uid 10001), some
 
 from __future__ import annotations
 
+import ast
 import ctypes
 import os
 import resource
@@ -238,9 +239,32 @@ def test_setpriority_from_a_program_is_forbidden(engine: Engine) -> None:
 def test_neighbouring_children_have_distinct_uids(engine: Engine) -> None:
     if os.geteuid() != 0:
         pytest.skip("distinct uids need a root fork-server")
-    probe = {"program": "import os\ndef f():\n    return os.getuid()", "input": ""}
-    uids = [int(str(r["output"])) for r in engine.run([probe] * 4)]
-    assert len(set(uids)) == 4 and 0 not in uids, uids
+    program = "import os\ndef f():\n    return [os.getuid(), os.getgid(), os.getgroups()]"
+    probe = {"program": program, "input": ""}
+    ids = [ast.literal_eval(str(r["output"])) for r in engine.run([probe] * 4)]
+    uids = [uid for uid, _, _ in ids]
+    assert len(set(uids)) == 4 and 0 not in uids, ids
+    assert all(gid == uid for uid, gid, _ in ids), ids
+
+
+def test_children_keep_no_supplementary_group_of_the_server() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("distinct uids need a root fork-server")
+    # the fork-server inherits a supplementary group from here; it drops it once for all its
+    # children (they no longer call setgroups themselves)
+    before = os.getgroups()
+    os.setgroups([4242])
+    try:
+        eng = Engine(EngineLimits(timeout_s=3.0), SandboxPair(SandboxConfig(spares=2), (47, 48)))
+        eng.start()
+    finally:
+        os.setgroups(before)
+    try:
+        program = "import os\ndef f():\n    return os.getgroups()"
+        runs = eng.run([{"program": program, "input": ""}] * 3)
+    finally:
+        eng.close()
+    assert [r["output"] for r in runs] == ["[]"] * 3, runs
 
 
 # --- finding 6: a frame with an unknown status ------------------------------------------------
