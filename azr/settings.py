@@ -170,9 +170,10 @@ class PromptSettings(BaseModel):
         "the openers' by none",
     )
     propose_profile: Literal["paper", "opener", "opener-think"] = Field(
-        "paper",
-        description="how proposers are asked: only the paper wording (with the answer prefill) "
-        "gave valid proposals on SmolLM2-135M",
+        "opener-think",
+        description="how proposers are asked: the openers write a program proposal in two "
+        "stages (the program, then one call's arguments); on SmolLM2-135M the paper wording's "
+        "valid proposals were copies of its references or example",
     )
 
 

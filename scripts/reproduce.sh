@@ -25,14 +25,14 @@ TASK_TYPES=${TASK_TYPES:-deduction}
 STEPS=${STEPS:-12}
 BATCH=${BATCH:-16}
 ROLLOUTS=${ROLLOUTS:-4}
-MAX_TOKENS=${MAX_TOKENS:-128}
+MAX_TOKENS=${MAX_TOKENS:-160}
 TEMPERATURE=${TEMPERATURE:-0.7}
 LR=${LR:-1e-5}
 K_REFS=${K_REFS:-0}
 SEED_TASKS=${SEED_TASKS:-32}
 HELDOUT=${HELDOUT:-48}
 SEED_BATCH=${SEED_BATCH:-32}
-SEED_ROUNDS=${SEED_ROUNDS:-8}
+SEED_ROUNDS=${SEED_ROUNDS:-30}
 INDIST_EVERY=${INDIST_EVERY:-4}
 ENGINE=${ENGINE:-vllm}
 SAMPLES=${SAMPLES:-4}
@@ -52,26 +52,28 @@ echo "== settings: task_types=$TASK_TYPES steps=$STEPS batch=$BATCH rollouts=$RO
     "seed=$SEED_TASKS heldout=$HELDOUT engine=$ENGINE"
 "$BIN/azr" model prepare
 
-echo "== seeding and self-play ($(date -u +%H:%M:%S))"
-"$BIN/azr" up --run --steps "$STEPS" --batch-size "$BATCH" --n-rollouts "$ROLLOUTS" \
-    --max-tokens "$MAX_TOKENS" --temperature "$TEMPERATURE" --k-references "$K_REFS" \
-    --lr "$LR" --seed-tasks-per-type "$SEED_TASKS" --heldout-tasks-per-type "$HELDOUT" \
-    --seed-batch-size "$SEED_BATCH" --seed-max-rounds "$SEED_ROUNDS" \
-    --indist-eval-every "$INDIST_EVERY" --engine "$ENGINE"
+if [ "${PHASE:-all}" != eval ]; then
+    echo "== seeding and self-play ($(date -u +%H:%M:%S))"
+    "$BIN/azr" up --run --steps "$STEPS" --batch-size "$BATCH" --n-rollouts "$ROLLOUTS" \
+        --max-tokens "$MAX_TOKENS" --temperature "$TEMPERATURE" --k-references "$K_REFS" \
+        --lr "$LR" --seed-tasks-per-type "$SEED_TASKS" --heldout-tasks-per-type "$HELDOUT" \
+        --seed-batch-size "$SEED_BATCH" --seed-max-rounds "$SEED_ROUNDS" \
+        --indist-eval-every "$INDIST_EVERY" --engine "$ENGINE"
+fi
 
+# PHASE=eval runs only what follows (e.g. after a run made with `azr up --run` and these flags)
 echo "== evaluation: base and the final version, same prompts ($(date -u +%H:%M:%S))"
 mkdir -p "$OUT"
 for model in base latest; do
     baseline=()
     [ "$model" = base ] || baseline=(--baseline base)
-    # the held-out set of this run: greedy pass@1, then sampled solve rate at the run's T
+    # greedy pass@1: the run's held-out set (indist) and the first CRUX_LIMIT of CRUXEval-O/-I
     "$BIN/azr" eval "$model" --engine "$ENGINE" --out "$OUT/greedy" --max-tokens "$EVAL_TOKENS" \
-        --bench indist "${baseline[@]}"
+        --bench indist --bench cruxeval-o --bench cruxeval-i --limit "$CRUX_LIMIT" "${baseline[@]}"
+    # the held-out set again, SAMPLES answers per task at the run's temperature
     AZR_EVAL__TEMPERATURE=$TEMPERATURE AZR_EVAL__TOP_P=1.0 \
         "$BIN/azr" eval "$model" --engine "$ENGINE" --out "$OUT/sampled" \
         --max-tokens "$EVAL_TOKENS" --bench indist --samples "$SAMPLES" "${baseline[@]}"
-    "$BIN/azr" eval "$model" --engine "$ENGINE" --out "$OUT/greedy" --max-tokens "$EVAL_TOKENS" \
-        --bench cruxeval-o --bench cruxeval-i --limit "$CRUX_LIMIT" "${baseline[@]}"
 done 2>&1 | tee "$OUT/evaluation.log"
 
 report=$(ls -d "$AZR_DATA_DIR"/reports/run-* | sort -t- -k2 -n | tail -n 1)
