@@ -36,9 +36,11 @@ def start_run(gateway: str, token: str, name: str, settings: dict[str, Any]) -> 
     return run
 
 
-def follow(gateway: str, run_id: int, steps: int, poll_s: float = 2.0) -> dict[str, Any]:
+def follow(
+    gateway: str, run_id: int, steps: int, poll_s: float = 2.0, max_failures: int = 60
+) -> dict[str, Any]:
     """Progress bars over the seeding stage (step 0) and the run's steps until it finishes,
-    fails or stops."""
+    fails or stops. Up to ``max_failures`` requests in a row may fail to reach the gateway."""
     import httpx
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -53,9 +55,22 @@ def follow(gateway: str, run_id: int, steps: int, poll_s: float = 2.0) -> dict[s
     ):
         seeding = None
         task = bar.add_task("starting", total=steps, run=run_id, unit="step")
+        failures = 0
         while True:
-            run = client.get(f"/v1/runs/{run_id}").json()
-            metrics = client.get(f"/v1/runs/{run_id}/metrics").json()
+            try:
+                run = client.get(f"/v1/runs/{run_id}").json()
+                metrics = client.get(f"/v1/runs/{run_id}/metrics").json()
+                failures = 0
+            except httpx.TransportError as exc:
+                # Watching must never end the run: a keep-alive connection the server closed
+                # (or a gateway busy for a moment) is retried; only a gateway gone for good ends
+                # the watch.
+                failures += 1
+                if failures > max_failures:
+                    raise
+                bar.console.print(f"gateway did not answer ({exc!r}); retrying")
+                time.sleep(poll_s)
+                continue
             seed = seeding_progress(metrics)
             if seed is not None:
                 if seeding is None:
