@@ -55,6 +55,8 @@ print(version_dir(default_model_root(get_settings().data_dir), 0))
 EOF
 )
 
+# One token for the API and the services' data routes, as the chart's Secret gives both; without
+# it the services refuse to listen on 0.0.0.0 (the address of the image's CMD).
 token="smoke-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 summary=()
 failed=0
@@ -88,7 +90,7 @@ for target in "${images[@]}"; do
     --read-only --user "$AZR_UID:$AZR_UID" --cap-drop ALL --security-opt no-new-privileges \
     --tmpfs /tmp:rw,size=4g,mode=1777 --tmpfs /data:rw,size=4g,mode=1777 \
     -v "$PWD/tests:/smoke/repo/tests:ro" -v "$PWD/pyproject.toml:/smoke/repo/pyproject.toml:ro" \
-    -v "$PWD/deploy/smoke:/smoke/bin:ro" -e AZR_API_TOKEN="$token" \
+    -v "$PWD/deploy/smoke:/smoke/bin:ro" -e AZR_API_TOKEN="$token" -e AZR_SERVICE_TOKEN="$token" \
     "${extra[@]}" --entrypoint tini "$image" -- \
     python /smoke/bin/in_container.py "$service" -- "${cmd[@]}" > "$out" 2>&1
   rc=$?

@@ -138,7 +138,7 @@ def check_executor(port: int) -> str:
         raise SmokeFailure(f"attack suite: {attacks_passed}/{attacks} contained through HTTP")
     return (
         f"{attacks_passed}/{attacks} attacks contained through /v1/run; "
-        f"{counts['passed']} passed, {counts['skipped']} skipped (need in-process fixtures)"
+        f"{counts['passed']} passed, {counts['skipped']} skipped (in-process only)"
     )
 
 

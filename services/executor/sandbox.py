@@ -63,9 +63,10 @@ _REQUIRED = (
     "close_fds",
     "audit_hook",
 )
+_ON_GVISOR = (*(name for name in _REQUIRED if name != "landlock"), "gvisor")
 REQUIRED_LAYERS = {
     "native": _REQUIRED,
-    "runsc": tuple(name for name in _REQUIRED if name != "landlock"),
+    "runsc": _ON_GVISOR,
 }
 # present only without root; when present it must be active (it carries the namespaces)
 _REQUIRED_IF_REPORTED = ("userns",)
@@ -113,8 +114,11 @@ def runsc_available() -> str | None:
 
 
 def missing_layers(layers: dict[str, Any], runtime: str) -> list[str]:
-    """The required layers a fork-server's report lacks (or reports inactive)."""
-    wanted = REQUIRED_LAYERS.get(runtime, _REQUIRED)
+    """The required layers a fork-server's report lacks (or reports inactive). A fork-server that
+    reports running on gVisor is held to gVisor's set whatever the runtime setting: in the chart's
+    gVisor pods the runtime is native, yet the kernel is the Sentry, which has no Landlock."""
+    on_gvisor = bool((layers.get("gvisor") or {}).get("active"))
+    wanted = _ON_GVISOR if on_gvisor else REQUIRED_LAYERS.get(runtime, _REQUIRED)
     missing = [n for n in wanted if not (layers.get(n) or {}).get("active")]
     return missing + [
         n for n in _REQUIRED_IF_REPORTED if n in layers and not (layers[n] or {}).get("active")

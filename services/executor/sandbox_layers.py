@@ -501,6 +501,20 @@ def enter_empty_workdir(base: str = "/tmp") -> str:
     raise FileExistsError(f"could not create a fresh directory under {base}")
 
 
+# gVisor's Sentry answers uname(2) with this build string of Linux 4.4 (the release is 4.4.0, or
+# 4.19.0-gvisor on newer builds); no host kernel carries it.
+GVISOR_UNAME_VERSION = "#1 SMP Sun Jan 10 15:06:54 PST 2016"
+
+
+def gvisor_kernel(uname_version: str | None = None) -> LayerStatus:
+    """Whether this process runs on gVisor (the chart's RuntimeClass, or `runsc do`): then its
+    syscalls reach the Sentry, not the host kernel, and Landlock does not exist."""
+    version = os.uname().version if uname_version is None else uname_version
+    if version == GVISOR_UNAME_VERSION:
+        return LayerStatus(True, "gVisor's user-space kernel (the Sentry) serves every syscall")
+    return LayerStatus(False, f"the host kernel ({version})")
+
+
 def prepare_layers(
     *,
     read_trees: list[str] | None = None,
@@ -543,4 +557,5 @@ def prepare_layers(
     status["audit_hook"] = LayerStatus(
         True, "installed unconditionally in every child: file/network/process/ctypes events refused"
     )
+    status["gvisor"] = gvisor_kernel()
     return prepared

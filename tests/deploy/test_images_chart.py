@@ -110,6 +110,11 @@ def agreement_problems(
                 problems.append(f"{where}: runs as {security.get('runAsUser')}, image uid {uid}")
             if security.get("readOnlyRootFilesystem") is not True:
                 problems.append(f"{where}: root file system not read-only (smoke uses --read-only)")
+            # the services refuse to listen beyond loopback without the token the chart passes
+            for env in container.get("env", []):
+                secret = env.get("valueFrom", {}).get("secretKeyRef", {})
+                if secret.get("key") == "api-token" and f'-e {env["name"]}="$token"' not in smoke:
+                    problems.append(f"{where}: the chart sets {env['name']}, the smoke test not")
             mounts = {v["mountPath"] for v in container.get("volumeMounts", [])}
             if not {"/tmp", "/data"} <= mounts:
                 problems.append(
@@ -205,13 +210,18 @@ def test_healthcheck_probes_the_liveness_path() -> None:
 def test_disagreements_are_caught(values: dict[str, Any]) -> None:
     docs = m.render(sets=["executor.port=8101", "containerSecurityContext.runAsUser=10002"])
     dockerfile = read(DOCKERFILE).replace('"azr-healthcheck", "8000"', '"azr-healthcheck", "8001"')
-    smoke = read(SMOKE_SCRIPT).replace("AZR_SMOKE_RUNTIME:-runsc", "AZR_SMOKE_RUNTIME:-crun")
+    smoke = (
+        read(SMOKE_SCRIPT)
+        .replace("AZR_SMOKE_RUNTIME:-runsc", "AZR_SMOKE_RUNTIME:-crun")
+        .replace('-e AZR_SERVICE_TOKEN="$token"', "")
+    )
     problems = agreement_problems(docs, values, dockerfile, smoke, read(SMOKE_DRIVER))
     text = "\n".join(problems)
     assert "port [8101]" in text  # executor port vs EXPOSE
     assert "runs as 10002" in text
     assert "HEALTHCHECK 8001" in text
     assert "smoke test crun" in text
+    assert "the chart sets AZR_SERVICE_TOKEN, the smoke test not" in text
     retagged = m.render(sets=["image.tag=9.9.9"])
     problems = agreement_problems(
         retagged, values, read(DOCKERFILE), read(SMOKE_SCRIPT), read(SMOKE_DRIVER)

@@ -21,6 +21,7 @@ from services.executor.sandbox import (
     SandboxConfig,
     SandboxDegraded,
     SandboxPair,
+    missing_layers,
     runsc_available,
 )
 from tests.executor.test_attacks import BENIGN, BENIGN_OUTPUT
@@ -505,6 +506,23 @@ def test_unprivileged_under_gvisor_has_every_layer() -> None:
         assert res[0]["output"] == "10001"
     finally:
         eng.close()
+
+
+def test_a_native_worker_on_gvisor_is_held_to_gvisors_layers(gvisor: Engine) -> None:
+    # the chart's shape: runtime native in a gVisor pod, where Landlock does not exist; the
+    # fork-server's own report says where it runs
+    layers_on_gvisor = gvisor.pair.report()["layers"]
+    assert layers_on_gvisor["gvisor"]["active"], layers_on_gvisor
+    assert not layers_on_gvisor["landlock"]["active"]
+    assert missing_layers(layers_on_gvisor, "native") == []
+    # the same report without the gVisor line is a native host without Landlock: refused
+    on_host = {
+        **layers_on_gvisor,
+        "gvisor": layers.gvisor_kernel("#1 SMP PREEMPT_DYNAMIC").as_dict(),
+    }
+    assert missing_layers(on_host, "native") == ["landlock"]
+    # and runtime runsc insists that the fork-server really is on gVisor
+    assert missing_layers(on_host, "runsc") == ["gvisor"]
 
 
 def test_frames_are_parsed_strictly() -> None:
