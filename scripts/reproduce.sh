@@ -3,7 +3,7 @@
 # short self-play run, then the base model and the final version on the run's held-out set (the
 # in-distribution yardstick, paired bootstrap CI) and on CRUXEval-O/-I, with the same prompts.
 #
-#   make reproduce                      # the CPU run of docs/results.md (about 70 min, 2 cores)
+#   make reproduce                      # the CPU run of docs/results.md (about 75 min on 2 cores)
 #   GPU=1 make reproduce                # the same run sized for one H100/H200 (docs/results.md)
 #
 # Every setting below can be overridden from the environment (e.g. STEPS=20 make reproduce).
@@ -22,7 +22,7 @@ if [ "${GPU:-0}" = 1 ]; then
     export AZR_TRAINER__AUTOCAST=${AZR_TRAINER__AUTOCAST:-bf16}
 fi
 TASK_TYPES=${TASK_TYPES:-deduction}
-STEPS=${STEPS:-12}
+STEPS=${STEPS:-8}
 BATCH=${BATCH:-16}
 ROLLOUTS=${ROLLOUTS:-4}
 MAX_TOKENS=${MAX_TOKENS:-160}
@@ -64,16 +64,18 @@ fi
 # PHASE=eval runs only what follows (e.g. after a run made with `azr up --run` and these flags)
 echo "== evaluation: base and the final version, same prompts ($(date -u +%H:%M:%S))"
 mkdir -p "$OUT"
+indist=()  # the held-out set of each task type the run played
+for t in ${TASK_TYPES//,/ }; do indist+=(--bench "indist-$t"); done
 for model in base latest; do
     baseline=()
     [ "$model" = base ] || baseline=(--baseline base)
     # greedy pass@1: the run's held-out set (indist) and the first CRUX_LIMIT of CRUXEval-O/-I
     "$BIN/azr" eval "$model" --engine "$ENGINE" --out "$OUT/greedy" --max-tokens "$EVAL_TOKENS" \
-        --bench indist --bench cruxeval-o --bench cruxeval-i --limit "$CRUX_LIMIT" "${baseline[@]}"
+        "${indist[@]}" --bench cruxeval-o --bench cruxeval-i --limit "$CRUX_LIMIT" "${baseline[@]}"
     # the held-out set again, SAMPLES answers per task at the run's temperature
     AZR_EVAL__TEMPERATURE=$TEMPERATURE AZR_EVAL__TOP_P=1.0 \
         "$BIN/azr" eval "$model" --engine "$ENGINE" --out "$OUT/sampled" \
-        --max-tokens "$EVAL_TOKENS" --bench indist --samples "$SAMPLES" "${baseline[@]}"
+        --max-tokens "$EVAL_TOKENS" "${indist[@]}" --samples "$SAMPLES" "${baseline[@]}"
 done 2>&1 | tee "$OUT/evaluation.log"
 
 report=$(ls -d "$AZR_DATA_DIR"/reports/run-* | sort -t- -k2 -n | tail -n 1)

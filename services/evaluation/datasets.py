@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -160,6 +161,18 @@ def latest_heldout(data_dir: Path) -> Path:
             "(loop.heldout_tasks_per_type > 0) or pass --heldout FILE"
         )
     return max(found)[1]
+
+
+def drop_empty_indist(benches: Sequence[Bench], path: Path) -> tuple[list[Bench], list[Bench]]:
+    """(benches to run, held-out benches skipped): a run that played only some task types has no
+    held-out tasks of the others, and `--bench indist` names all three. Raises when nothing is
+    left to run."""
+    empty = [b for b in benches if b in INDIST_BENCHES and not load_indist(b, path)]
+    kept = [b for b in benches if b not in empty]
+    if not kept:
+        names = ", ".join(b.value for b in empty)
+        raise DatasetError(f"the held-out set {path} has no tasks for {names}")
+    return kept, empty
 
 
 def load_indist(bench: Bench, path: Path) -> list[Problem]:

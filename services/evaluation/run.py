@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .datasets import INDIST_BENCHES, Bench, latest_heldout
+from .datasets import INDIST_BENCHES, Bench, drop_empty_indist, latest_heldout
 from .engines import EngineSession, make_engine, resolve_model
 from .executor_proc import executor_url
 from .grader import ExecutorGrader
@@ -61,8 +61,12 @@ def run_eval(
         close_answers=settings.inference.close_answers,
     )
     heldout = None
-    if any(b in INDIST_BENCHES for b in req.benches):
+    benches = list(req.benches)
+    if any(b in INDIST_BENCHES for b in benches):
         heldout = req.heldout or latest_heldout(settings.data_dir)
+        benches, skipped = drop_empty_indist(benches, heldout)
+        for bench in skipped:
+            log.warning("%s: the held-out set %s has no tasks of its type; skipped", bench, heldout)
     summaries: list[dict[str, Any]] = []
     engine = make_engine(engine_name, model.path, settings)
     # The engine is entered first so that on exit (or Ctrl-C / SIGTERM) the executor's worker and
@@ -78,7 +82,7 @@ def run_eval(
         ) as url,
         ExecutorGrader(url, token=settings.service_token) as grader,
     ):
-        for bench in req.benches:
+        for bench in benches:
 
             def tick(done: int, total: int, _b: Bench = bench) -> None:
                 if progress:

@@ -4,6 +4,7 @@ between two models with the paired bootstrap."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from services.evaluation.datasets import (
     INDIST_BENCHES,
     Bench,
     DatasetError,
+    drop_empty_indist,
     latest_heldout,
     load_bench,
     parse_benches,
@@ -98,6 +100,25 @@ def test_indist_names_and_files(heldout_file: Path, tmp_path: Path) -> None:
     assert [as_task(p) for p in ded] == [t for t in HELD if t.task_type is TaskType.DEDUCTION]
     with pytest.raises(DatasetError, match="--heldout"):
         load_bench(Bench.INDIST_INDUCTION)
+
+
+def test_indist_skips_task_types_the_run_did_not_play(tmp_path: Path) -> None:
+    """A deduction-only run exports only deduction tasks: `--bench indist` runs that one and
+    skips the others instead of failing the whole evaluation."""
+    only = tmp_path / "heldout.jsonl"
+    task = HELD[0]
+    row = {
+        "task_type": task.task_type.value,
+        "program": task.program,
+        "inputs": list(task.inputs),
+        "outputs": list(task.outputs),
+    }
+    only.write_text(json.dumps(row) + "\n")
+    kept, skipped = drop_empty_indist([*INDIST_BENCHES, Bench.CRUXEVAL_O], only)
+    assert kept == [Bench.INDIST_DEDUCTION, Bench.CRUXEVAL_O]
+    assert skipped == [Bench.INDIST_ABDUCTION, Bench.INDIST_INDUCTION]
+    with pytest.raises(DatasetError, match="no tasks for indist-abduction"):
+        drop_empty_indist([Bench.INDIST_ABDUCTION], only)
 
 
 def test_gold_scores_one_wrong_zero_and_the_paired_comparison(
