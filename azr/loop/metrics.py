@@ -104,9 +104,12 @@ def raw_samples(outcome: StepOutcome, per_group: int) -> list[dict[str, Any]]:
     def row(
         group: str, gen: Any, format_ok: bool, error: str | None, reward: float
     ) -> dict[str, Any]:
+        second = getattr(gen, "continuation", None)
         return {
             "group": group,
             "text": gen.text,
+            # a two-stage proposal's second stage (the input it wrote after the followup)
+            **({"continuation": second.text} if second is not None else {}),
             "answer_closed": gen.answer_closed,
             "format_ok": format_ok,
             "error": error,

@@ -106,6 +106,11 @@ def test_two_stage_proposal_trains_both_sequences_with_one_reward(tmp_path: Path
     assert call["temperature"] == pytest.approx(0.7)
     # learnability rollouts and the solver's answers are sampled at the run's temperature
     assert inference.solve_temperatures == [0.7, 0.7]
+    # the journal's raw samples keep the second stage's text too
+    kept = StepJournal(tmp_path, 1).load(1)
+    assert kept is not None
+    [raw] = [r for r in kept["samples"] if r["group"] == "deduction/propose"]
+    assert raw["continuation"] == "3)"
 
 
 def test_learnability_temperature_can_be_set_apart(tmp_path: Path) -> None:
