@@ -189,6 +189,10 @@ class TrainerSettings(BaseModel):
     grad_clip: float = 1.0
     clip_ratio: float = 0.2
     entropy_coef: float = 0.001
+    solver_baseline: Literal["task_role", "task"] = Field(
+        default="task_role",
+        description="task_role: TRR++; task: the solver samples of one task share a baseline",
+    )
     kl_coef: float = Field(default=0.0, description=">0 loads a frozen reference model for KL")
     tis_cap: float = Field(default=2.0, description="truncated importance-weight cap (mismatch)")
     micro_batch_tokens: int = 4096
@@ -246,6 +250,12 @@ class LoopSettings(BaseModel):
     max_tokens: int = Field(512, ge=1, le=32768)
     temperature: float = Field(1.0, ge=0.0, le=5.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
+    solver_samples: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="answers sampled and trained per solver-batch task (the reference: 1)",
+    )
     learnability_temperature: float | None = Field(
         None,
         ge=0.0,
@@ -306,6 +316,11 @@ class LoopSettings(BaseModel):
     lr: float | None = Field(None, gt=0.0, le=1.0, description="learning rate of this run")
     entropy_coef: float | None = Field(
         None, ge=0.0, le=1.0, description="entropy bonus coefficient of this run"
+    )
+    solver_baseline: Literal["task_role", "task"] | None = Field(
+        None,
+        description="advantage baseline of the solver samples: task_role (TRR++) or task "
+        "(the samples of one task against each other; useful with solver_samples > 1)",
     )
 
 

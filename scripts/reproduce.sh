@@ -22,12 +22,14 @@ if [ "${GPU:-0}" = 1 ]; then
     export AZR_TRAINER__AUTOCAST=${AZR_TRAINER__AUTOCAST:-bf16}
 fi
 TASK_TYPES=${TASK_TYPES:-deduction}
-STEPS=${STEPS:-8}
-BATCH=${BATCH:-16}
+STEPS=${STEPS:-12}
+BATCH=${BATCH:-8}
+SOLVER_SAMPLES=${SOLVER_SAMPLES:-4}
+SOLVER_BASELINE=${SOLVER_BASELINE:-task}
 ROLLOUTS=${ROLLOUTS:-4}
 MAX_TOKENS=${MAX_TOKENS:-160}
 TEMPERATURE=${TEMPERATURE:-0.7}
-LR=${LR:-1e-5}
+LR=${LR:-2e-5}
 K_REFS=${K_REFS:-0}
 SEED_TASKS=${SEED_TASKS:-32}
 HELDOUT=${HELDOUT:-48}
@@ -48,6 +50,7 @@ export AZR_PROMPTS__PROPOSE_PROFILE=${AZR_PROMPTS__PROPOSE_PROFILE:-opener-think
 export AZR_PROMPTS__SOLVE_PROFILE=${AZR_PROMPTS__SOLVE_PROFILE:-opener-think}
 
 echo "== settings: task_types=$TASK_TYPES steps=$STEPS batch=$BATCH rollouts=$ROLLOUTS" \
+    "solver_samples=$SOLVER_SAMPLES solver_baseline=$SOLVER_BASELINE" \
     "max_tokens=$MAX_TOKENS temperature=$TEMPERATURE lr=$LR k_refs=$K_REFS" \
     "seed=$SEED_TASKS heldout=$HELDOUT engine=$ENGINE"
 "$BIN/azr" model prepare
@@ -58,7 +61,8 @@ if [ "${PHASE:-all}" != eval ]; then
         --max-tokens "$MAX_TOKENS" --temperature "$TEMPERATURE" --k-references "$K_REFS" \
         --lr "$LR" --seed-tasks-per-type "$SEED_TASKS" --heldout-tasks-per-type "$HELDOUT" \
         --seed-batch-size "$SEED_BATCH" --seed-max-rounds "$SEED_ROUNDS" \
-        --indist-eval-every "$INDIST_EVERY" --engine "$ENGINE"
+        --indist-eval-every "$INDIST_EVERY" --engine "$ENGINE" \
+        --set solver_samples="$SOLVER_SAMPLES" --set solver_baseline="$SOLVER_BASELINE"
 fi
 
 # PHASE=eval runs only what follows (e.g. after a run made with `azr up --run` and these flags)

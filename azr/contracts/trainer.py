@@ -86,6 +86,11 @@ class TrainHparams(BaseModel):
     entropy_coef: float | None = Field(
         default=None, ge=0.0, le=1.0, description="entropy bonus coefficient"
     )
+    solver_baseline: Literal["task_role", "task"] | None = Field(
+        default=None,
+        description="task_role: TRR++ (one baseline per task x role); task: solver samples "
+        "of one task (task_id) share their own baseline",
+    )
 
 
 class RewardBatch(BaseModel):

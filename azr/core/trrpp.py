@@ -12,6 +12,11 @@ and every token of sequence i gets A_i. One baseline per group: the six task x r
 see each other's rewards. Edge cases: equal rewards in a group give A = 0; zero-length sequences
 get 0 and do not count; a group with a single token has no unbiased variance, so its advantage
 is 0 (its only token sits exactly on its own mean).
+
+`per_task_groups` narrows the baseline for samples that answer the same task (several solver
+samples per task): each task becomes its own group, so a task every sample solves (or none
+does) contributes no gradient and the others are compared only with their siblings. This is a
+departure from TRR++, off by default (docs/algorithm.md, "Several answers per task").
 """
 
 from __future__ import annotations
@@ -53,3 +58,11 @@ def trrpp_advantages(
         for i in idx:
             advantages[i] = (rewards[i] - mu) * scale
     return advantages
+
+
+def per_task_groups(groups: Sequence[str], task_keys: Sequence[str | None]) -> list[str]:
+    """Group keys for per-task baselines: `group/task` where a sample names its task, the
+    task x role group where it does not (proposals)."""
+    if len(groups) != len(task_keys):
+        raise ValueError(f"groups and task_keys differ in size: {len(groups)}, {len(task_keys)}")
+    return [g if k is None else f"{g}/{k}" for g, k in zip(groups, task_keys, strict=True)]

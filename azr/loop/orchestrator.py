@@ -396,16 +396,17 @@ class Orchestrator:
         batches = {tt: self.solver_batch(step, tt) for tt in self.task_types}
         # one request for the three task types, so the engine batches them together
         every = [s for tt in self.task_types for s in batches[tt]]
-        gens = self.p.inference.solve([s.task for s in every], 1, temp) if every else []
+        k = self.cfg.solver_samples  # answers per task, every one trained (reference: 1)
+        gens = self.p.inference.solve([s.task for s in every], k, temp) if every else []
         flat: list[ScoredAnswer] = []
         i = 0
         for tt in self.task_types:
             mine = gens[i : i + len(batches[tt])]
             i += len(batches[tt])
             out.answers[tt] = [
-                ScoredAnswer(g[0], s.task, s.id)
-                for s, g in zip(batches[tt], mine, strict=True)
-                if g
+                ScoredAnswer(g, s.task, s.id)
+                for s, answers in zip(batches[tt], mine, strict=True)
+                for g in answers[:k]
             ]
             flat.extend(out.answers[tt])
         gradeable = [sa for sa in flat if sa.gen.answer.format_ok and sa.gen.answer.value]
@@ -442,7 +443,11 @@ class Orchestrator:
         batch = reward_batch(out)
         hparams = {
             k: v
-            for k, v in (("lr", self.cfg.lr), ("entropy_coef", self.cfg.entropy_coef))
+            for k, v in (
+                ("lr", self.cfg.lr),
+                ("entropy_coef", self.cfg.entropy_coef),
+                ("solver_baseline", self.cfg.solver_baseline),
+            )
             if v is not None
         }
         if hparams:

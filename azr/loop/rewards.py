@@ -43,7 +43,10 @@ def reward_batch(outcome: StepOutcome) -> dict[str, Any]:
             if sp.gen.continuation is not None:  # a two-stage proposal's second sequence
                 samples.append(_sample(task_type, Role.PROPOSE, sp.gen.continuation, sp.reward))
         for sa in outcome.answers.get(task_type, []):
-            samples.append(_sample(task_type, Role.SOLVE, sa.gen, sa.reward))
+            sample = _sample(task_type, Role.SOLVE, sa.gen, sa.reward)
+            if sa.task_id is not None:  # answers to one task can share a baseline
+                sample["task_id"] = str(sa.task_id)
+            samples.append(sample)
     return {
         "batch_id": outcome.batch_id,
         "run_id": outcome.run_id,

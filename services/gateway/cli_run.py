@@ -6,6 +6,7 @@ At the end of a followed run: a summary table on the terminal and a report with 
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -17,8 +18,31 @@ import typer
 TERMINAL = ("finished", "failed", "stopped")
 
 
-def _overrides(**values: Any) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
+def _overrides(sets: list[str] | None = None, **values: Any) -> dict[str, Any]:
+    """The run's loop settings: the named options given, then every `--set key=value`."""
+    out = {k: v for k, v in values.items() if v is not None}
+    out.update(parse_sets(sets or []))
+    return out
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """`key=value` pairs of loop settings; a value is read as JSON where it parses (4, 0.5,
+    true, ["deduction"]) and kept as text where it does not. The gateway checks names and
+    ranges."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise typer.BadParameter(f"--set expects key=value, got {item!r}")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
+
+
+SET_HELP = "any loop setting as key=value (e.g. solver_samples=4); repeatable"
 
 
 def start_run(gateway: str, token: str, name: str, settings: dict[str, Any]) -> dict[str, Any]:
@@ -214,6 +238,7 @@ def register(app: typer.Typer) -> None:
         eval_every: int | None = typer.Option(None, help="CRUXEval subset every N steps"),
         lr: float | None = typer.Option(None, help="learning rate of this run's updates"),
         entropy_coef: float | None = typer.Option(None, help="entropy bonus of this run"),
+        sets: list[str] = typer.Option([], "--set", help=SET_HELP),
         follow_run: bool = typer.Option(True, "--follow/--no-follow"),
     ) -> None:
         """Start a self-play run on a running gateway and follow it to the end."""
@@ -241,6 +266,7 @@ def register(app: typer.Typer) -> None:
             eval_every=eval_every,
             lr=lr,
             entropy_coef=entropy_coef,
+            sets=sets,
         )
         if seed_file is not None:
             overrides["seed_file"] = str(seed_file.resolve())
@@ -273,6 +299,7 @@ def register(app: typer.Typer) -> None:
         eval_every: int | None = typer.Option(None, help="CRUXEval subset every N steps"),
         lr: float | None = typer.Option(None, help="learning rate of this run's updates"),
         entropy_coef: float | None = typer.Option(None, help="entropy bonus of this run"),
+        sets: list[str] = typer.Option([], "--set", help=SET_HELP),
         engine: str | None = typer.Option(None, help="inference engine: vllm | transformers"),
         keep: bool = typer.Option(False, help="with --run: keep the stack up afterwards"),
     ) -> None:
@@ -319,6 +346,7 @@ def register(app: typer.Typer) -> None:
                     eval_every=eval_every,
                     lr=lr,
                     entropy_coef=entropy_coef,
+                    sets=sets,
                 )
                 _run_and_report(sup.gateway_url, settings, "self-play", overrides, True)
                 if not keep:

@@ -237,6 +237,7 @@ class TrainerService:
             ref,
             pad_id=int(pad or 0),
             base_lr=cfg.lr,
+            solver_baseline=cfg.solver_baseline,
         )
         prom.VERSION.set(version)
         log.info("trainer at version %d (%s, %s)", version, "lora" if cfg.lora else "full", device)
@@ -287,6 +288,8 @@ class TrainerService:
             dist=ctx,
             forward=root,
             ref_forward=ref,
+            base_lr=cfg.lr,
+            solver_baseline=cfg.solver_baseline,
         )
         prom.VERSION.set(version)
         log.info("rank %d/%d at version %d (fsdp, %s)", ctx.rank, ctx.world_size, version, device)

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from azr.contracts.trainer import RewardBatch
-from azr.core.trrpp import trrpp_advantages
+from azr.core.tasks import Role
+from azr.core.trrpp import per_task_groups, trrpp_advantages
 from services.trainer.distributed import DistContext, all_sum
 from services.trainer.loss import LossConfig, policy_loss
 from services.trainer.policy import TokenStats, response_token_stats
@@ -30,12 +31,17 @@ class BatchRejected(ValueError):
     vocabulary); it goes to the dead-letter stream."""
 
 
-def batch_advantages(batch: RewardBatch) -> list[float]:
+def batch_advantages(batch: RewardBatch, solver_baseline: str = "task_role") -> list[float]:
     """One scalar per sample from the core's TRR++ (one baseline per task x role group,
-    token-weighted whitening); every response token of sample i gets A_i."""
+    token-weighted whitening); every response token of sample i gets A_i. With
+    `solver_baseline="task"` the solver samples of one task share their own baseline."""
+    groups = [s.group for s in batch.samples]
+    if solver_baseline == "task":
+        keys = [s.task_id if s.role is Role.SOLVE else None for s in batch.samples]
+        groups = per_task_groups(groups, keys)
     return trrpp_advantages(
         [s.reward for s in batch.samples],
-        [s.group for s in batch.samples],
+        groups,
         [len(s.completion_token_ids) for s in batch.samples],
     )
 
@@ -130,6 +136,7 @@ class Updater:
         dist: DistContext | None = None,
         forward: Any | None = None,
         ref_forward: Any | None = None,
+        solver_baseline: str = "task_role",
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -143,6 +150,7 @@ class Updater:
         # The configured rate: a batch without a per-run `lr` trains at it (the optimizer's
         # saved param groups may hold the last run's rate).
         self.base_lr = base_lr if base_lr is not None else optimizer.param_groups[0]["lr"]
+        self.solver_baseline = solver_baseline
         # On N ranks: the FSDP root (sharded.ResponseStats) replaces the direct calls.
         self.dist = dist or DistContext()
         self.forward = forward
@@ -172,7 +180,10 @@ class Updater:
         loss_cfg = self.loss_cfg
         if hp is not None and hp.entropy_coef is not None:
             loss_cfg = dataclasses.replace(loss_cfg, entropy_coef=hp.entropy_coef)
-        advantages = batch_advantages(batch)
+        baseline = self.solver_baseline
+        if hp is not None and hp.solver_baseline is not None:
+            baseline = hp.solver_baseline
+        advantages = batch_advantages(batch, baseline)
         seqs = [s.prompt_token_ids + s.completion_token_ids for s in batch.samples]
         total_response = batch.n_response_tokens
         # Samples without completion tokens have nothing to train (and TRR++ gave them 0).

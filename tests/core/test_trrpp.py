@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from azr.core.trrpp import trrpp_advantages
+from azr.core.trrpp import per_task_groups, trrpp_advantages
 
 
 def test_hand_computed_two_sequences() -> None:
@@ -86,3 +86,25 @@ def test_properties_random_batches() -> None:
                 for j in idx:
                     if rewards[i] > rewards[j]:
                         assert adv[i] > adv[j]
+
+
+def test_per_task_groups_give_each_task_its_own_baseline() -> None:
+    groups = ["deduction.solve"] * 5 + ["deduction.propose"] * 2
+    tasks: list[str | None] = ["a", "a", "b", "b", "c", None, None]
+    keys = per_task_groups(groups, tasks)
+    rewards = [1.0, -0.5, 1.0, 1.0, -0.5, 0.5, -1.0]
+    adv = trrpp_advantages(rewards, keys, [3] * 7)
+    # task a: one right, one wrong -> opposite signs of equal size
+    assert adv[0] > 0 > adv[1] and adv[0] == pytest.approx(-adv[1])
+    # task b solved by both, task c alone: no signal from their own baselines
+    assert adv[2] == adv[3] == adv[4] == 0.0
+    # proposals (no task key) keep their task x role group
+    assert adv[5] > 0 > adv[6]
+    # under the one TRR++ baseline the solved task b would have counted as better than average
+    shared = trrpp_advantages(rewards, groups, [3] * 7)
+    assert shared[2] > 0
+
+
+def test_per_task_groups_reject_mismatched_lengths() -> None:
+    with pytest.raises(ValueError, match="differ in size"):
+        per_task_groups(["g"], [])

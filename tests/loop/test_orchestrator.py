@@ -206,3 +206,24 @@ def test_replay_after_a_crash_publishes_the_journaled_step_once(tmp_path: Path) 
     assert trainer.batches[0]["batch_id"] == journaled["batch"]["batch_id"]
     assert again.propose_calls == 1, "only step 2 was generated after the restart"
     assert [n.step for n in buffers.added] == [1]
+
+
+def test_several_answers_per_task_are_all_scored_and_trained(tmp_path: Path) -> None:
+    # 3 answers per solver-batch task: the first right, the others wrong
+    inference = ScriptedInference(
+        {TaskType.DEDUCTION: [DOUBLE]},
+        solver=lambda task, i: task.outputs[0] if i == 0 else "-1",
+    )
+    cfg = _cfg(solver_samples=3, solver_baseline="task")
+    orch, ports = _orch(tmp_path, cfg, inference)
+    orch.run()
+    trainer = ports.trainer
+    assert isinstance(trainer, MemoryTrainer)
+    [batch] = trainer.batches
+    parsed = RewardBatch.model_validate({**batch, "run_id": str(batch["run_id"])})
+    solves = _samples(batch, Role.SOLVE)
+    assert len(solves) == 3 * cfg.batch_size
+    assert sorted(s["reward"] for s in solves) == [-0.5, -0.5, 1.0]
+    # the answers to one task name it, so the trainer can give them their own baseline
+    assert len({s["task_id"] for s in solves}) == 1 and solves[0]["task_id"]
+    assert parsed.hparams is not None and parsed.hparams.solver_baseline == "task"

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from azr.contracts.trainer import RewardBatch, RewardSample, TrainHparams
-from azr.core.tasks import GROUPS
+from azr.core.tasks import GROUPS, Role, TaskType
 from services.trainer.loss import LossConfig, policy_loss
 from services.trainer.policy import load_model
 from services.trainer.update import Updater, batch_advantages, plan_micro_batches
@@ -160,3 +160,30 @@ def test_a_run_sets_its_own_learning_rate_per_batch(tiny_model_dir: Path) -> Non
     for full, quarter in zip(*deltas, strict=True):
         # fp32 parameters: the difference p - p0 carries their rounding (~6e-8)
         torch.testing.assert_close(quarter, 0.25 * full, rtol=1e-3, atol=3e-7)
+
+
+def test_per_task_solver_baseline_from_the_batch(tiny_model_dir: Path) -> None:
+    """Answers to one task, all right, against answers to another, all wrong: TRR++'s shared
+    baseline trains on them; the per-task baseline the run asks for leaves nothing to learn."""
+    samples = [
+        RewardSample(
+            task_type=TaskType.DEDUCTION,
+            role=Role.SOLVE,
+            prompt_token_ids=[5, 6, 7],
+            completion_token_ids=[8 + k, 9],
+            reward=reward,
+            task_id=task,
+        )
+        for task, reward in (("t1", 1.0), ("t2", -0.5))
+        for k in range(2)
+    ]
+    shared = RewardBatch(run_id="r", step=0, batch_id="b", weight_version=0, samples=samples)
+    assert all(a != 0.0 for a in batch_advantages(shared))
+    per_task = shared.model_copy(update={"hparams": TrainHparams(solver_baseline="task")})
+    assert batch_advantages(per_task, "task") == [0.0] * 4
+    model = load_model(tiny_model_dir, torch.device("cpu"))
+    before = copy.deepcopy(model.state_dict())
+    result = _updater(model, 4096).step(per_task)
+    assert result.metrics["grad_norm"] == 0.0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert _updater(model, 4096).step(shared).metrics["grad_norm"] > 0.0
