@@ -39,6 +39,8 @@ from services.inference.engine import (
 log = logging.getLogger(__name__)
 
 LOCALHOST = "127.0.0.1"
+# Tries per completion when the connection drops before an answer (see _post_completion).
+COMPLETION_ATTEMPTS = 3
 
 
 def free_port() -> int:
@@ -352,6 +354,26 @@ class VLLMEngine(Engine):
             await asyncio.gather(*(self._complete(ids, params, version) for ids in encoded))
         )
 
+    async def _post_completion(self, body: dict[str, Any]) -> httpx.Response:
+        """POST one completion. A pooled keep-alive connection that the server closed just as
+        it was reused fails with a read or protocol error before any answer; a completion has
+        no side effect, so it is sent again on a fresh connection (a CRUXEval run under load
+        lost its engine this way). Other errors, and a server process that has exited, fail."""
+        for attempt in range(COMPLETION_ATTEMPTS):
+            try:
+                return await self._http().post("/v1/completions", json=body)
+            except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError) as exc:
+                if attempt + 1 == COMPLETION_ATTEMPTS or not self._server_alive():
+                    raise EngineUnavailable(f"vLLM request failed: {exc!r}") from exc
+                log.warning("vLLM connection dropped (%r); sending the request again", exc)
+                await asyncio.sleep(0.1 * (attempt + 1))
+            except httpx.HTTPError as exc:
+                raise EngineUnavailable(f"vLLM request failed: {exc!r}") from exc
+        raise AssertionError("unreachable")
+
+    def _server_alive(self) -> bool:
+        return self._proc is None or self._proc.poll() is None
+
     async def _complete(self, ids: list[int], params: SamplingParams, version: int) -> list[Sample]:
         body: dict[str, Any] = {
             "model": self._request_model,
@@ -374,10 +396,7 @@ class VLLMEngine(Engine):
             body["seed"] = params.seed
         if params.ignore_eos:
             body["ignore_eos"] = True
-        try:
-            response = await self._http().post("/v1/completions", json=body)
-        except httpx.HTTPError as exc:
-            raise EngineUnavailable(f"vLLM request failed: {exc!r}") from exc
+        response = await self._post_completion(body)
         if response.status_code >= 400:
             raise VLLMRequestError(response.status_code, response.text[:1000])
         data = response.json()
