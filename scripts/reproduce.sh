@@ -3,7 +3,7 @@
 # short self-play run, then the base model and the final version on the run's held-out set (the
 # in-distribution yardstick, paired bootstrap CI) and on CRUXEval-O/-I, with the same prompts.
 #
-#   make reproduce                      # the CPU run of docs/results.md (about 75 min on 2 cores)
+#   make reproduce                      # the CPU run of docs/results.md (80-90 min on 2 cores)
 #   GPU=1 make reproduce                # the same run sized for one H100/H200 (docs/results.md)
 #
 # Every setting below can be overridden from the environment (e.g. STEPS=20 make reproduce).
@@ -38,7 +38,7 @@ SEED_ROUNDS=${SEED_ROUNDS:-30}
 INDIST_EVERY=${INDIST_EVERY:-4}
 ENGINE=${ENGINE:-vllm}
 SAMPLES=${SAMPLES:-4}
-CRUX_LIMIT=${CRUX_LIMIT:-200}
+CRUX_LIMIT=${CRUX_LIMIT:-100}
 EVAL_TOKENS=${EVAL_TOKENS:-128}
 OUT=${OUT:-$AZR_DATA_DIR/eval}
 
