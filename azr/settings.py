@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from azr.core.trrpp import LossAggregation
+
 # Modules a proposed program may not import or reference (the reference's list, plus the
 # process/network/introspection modules a sandbox escape would reach for).
 DEFAULT_BANNED_MODULES: tuple[str, ...] = (
@@ -193,6 +195,11 @@ class TrainerSettings(BaseModel):
         default="task_role",
         description="task_role: TRR++; task: the solver samples of one task share a baseline",
     )
+    loss_aggregation: LossAggregation = Field(
+        default="token_mean",
+        description="token_mean: batch token mean (reference); group_token_mean: each task x "
+        "role group's token mean, averaged over groups",
+    )
     kl_coef: float = Field(default=0.0, description=">0 loads a frozen reference model for KL")
     tis_cap: float = Field(default=2.0, description="truncated importance-weight cap (mismatch)")
     micro_batch_tokens: int = 4096
@@ -321,6 +328,11 @@ class LoopSettings(BaseModel):
         None,
         description="advantage baseline of the solver samples: task_role (TRR++) or task "
         "(the samples of one task against each other; useful with solver_samples > 1)",
+    )
+    loss_aggregation: LossAggregation | None = Field(
+        None,
+        description="token_mean (reference) or group_token_mean (every task x role group "
+        "pulls equally, whatever its response lengths)",
     )
 
 

@@ -26,6 +26,7 @@ STEPS=${STEPS:-12}
 BATCH=${BATCH:-8}
 SOLVER_SAMPLES=${SOLVER_SAMPLES:-4}
 SOLVER_BASELINE=${SOLVER_BASELINE:-task}
+LOSS_AGGREGATION=${LOSS_AGGREGATION:-group_token_mean}
 ROLLOUTS=${ROLLOUTS:-4}
 MAX_TOKENS=${MAX_TOKENS:-160}
 TEMPERATURE=${TEMPERATURE:-0.7}
@@ -37,7 +38,7 @@ SEED_BATCH=${SEED_BATCH:-32}
 SEED_ROUNDS=${SEED_ROUNDS:-30}
 INDIST_EVERY=${INDIST_EVERY:-4}
 ENGINE=${ENGINE:-vllm}
-SAMPLES=${SAMPLES:-4}
+SAMPLES=${SAMPLES:-8}
 CRUX_LIMIT=${CRUX_LIMIT:-100}
 EVAL_TOKENS=${EVAL_TOKENS:-128}
 OUT=${OUT:-$AZR_DATA_DIR/eval}
@@ -51,6 +52,7 @@ export AZR_PROMPTS__SOLVE_PROFILE=${AZR_PROMPTS__SOLVE_PROFILE:-opener-think}
 
 echo "== settings: task_types=$TASK_TYPES steps=$STEPS batch=$BATCH rollouts=$ROLLOUTS" \
     "solver_samples=$SOLVER_SAMPLES solver_baseline=$SOLVER_BASELINE" \
+    "loss_aggregation=$LOSS_AGGREGATION" \
     "max_tokens=$MAX_TOKENS temperature=$TEMPERATURE lr=$LR k_refs=$K_REFS" \
     "seed=$SEED_TASKS heldout=$HELDOUT engine=$ENGINE"
 "$BIN/azr" model prepare
@@ -62,7 +64,8 @@ if [ "${PHASE:-all}" != eval ]; then
         --lr "$LR" --seed-tasks-per-type "$SEED_TASKS" --heldout-tasks-per-type "$HELDOUT" \
         --seed-batch-size "$SEED_BATCH" --seed-max-rounds "$SEED_ROUNDS" \
         --indist-eval-every "$INDIST_EVERY" --engine "$ENGINE" \
-        --set solver_samples="$SOLVER_SAMPLES" --set solver_baseline="$SOLVER_BASELINE"
+        --set solver_samples="$SOLVER_SAMPLES" --set solver_baseline="$SOLVER_BASELINE" \
+        --set loss_aggregation="$LOSS_AGGREGATION"
 fi
 
 # PHASE=eval runs only what follows (e.g. after a run made with `azr up --run` and these flags)

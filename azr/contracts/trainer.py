@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from azr.core.tasks import Role, TaskType, group_key
+from azr.core.trrpp import LossAggregation
 from azr.settings import Settings
 
 SCHEMA_VERSION = 1
@@ -90,6 +91,11 @@ class TrainHparams(BaseModel):
         default=None,
         description="task_role: TRR++ (one baseline per task x role); task: solver samples "
         "of one task (task_id) share their own baseline",
+    )
+    loss_aggregation: LossAggregation | None = Field(
+        default=None,
+        description="token_mean: the batch's token mean (the reference); group_token_mean: "
+        "the token mean of each task x role group, averaged over the groups",
     )
 
 

@@ -17,6 +17,13 @@ is 0 (its only token sits exactly on its own mean).
 samples per task): each task becomes its own group, so a task every sample solves (or none
 does) contributes no gradient and the others are compared only with their siblings. This is a
 departure from TRR++, off by default (docs/algorithm.md, "Several answers per task").
+
+`loss_token_weights` says how much each response token counts in the loss. The reference takes
+the token mean over the whole batch, so a group with long responses (proposals, ~100 tokens)
+outweighs one with short ones (a deduction answer, 2-3 tokens) by its token count; the
+`group_token_mean` alternative takes the token mean inside each task x role group and averages
+the groups, so every group present pulls with the same weight (docs/algorithm.md, "Loss
+aggregation").
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Literal
+
+LossAggregation = Literal["token_mean", "group_token_mean"]
 
 
 def trrpp_advantages(
@@ -66,3 +76,32 @@ def per_task_groups(groups: Sequence[str], task_keys: Sequence[str | None]) -> l
     if len(groups) != len(task_keys):
         raise ValueError(f"groups and task_keys differ in size: {len(groups)}, {len(task_keys)}")
     return [g if k is None else f"{g}/{k}" for g, k in zip(groups, task_keys, strict=True)]
+
+
+def loss_token_weights(
+    groups: Sequence[str], lengths: Sequence[int], aggregation: LossAggregation = "token_mean"
+) -> list[float]:
+    """Weight of every response token of sample i in the loss; the weights sum to 1.
+
+    token_mean:        1 / N, N the response tokens of the batch (the reference).
+    group_token_mean:  1 / (G * N_g), N_g the response tokens of the sample's group and G the
+                       number of groups with any response token.
+    """
+    if len(groups) != len(lengths):
+        raise ValueError(f"groups and lengths differ in size: {len(groups)}, {len(lengths)}")
+    total = sum(n for n in lengths if n > 0)
+    if total == 0:
+        return [0.0] * len(lengths)
+    if aggregation == "token_mean":
+        return [1.0 / total if n > 0 else 0.0 for n in lengths]
+    if aggregation != "group_token_mean":
+        raise ValueError(f"unknown loss aggregation {aggregation!r}")
+    per_group: dict[str, int] = defaultdict(int)
+    for g, n in zip(groups, lengths, strict=True):
+        if n > 0:
+            per_group[g] += n
+    n_groups = len(per_group)
+    return [
+        1.0 / (n_groups * per_group[g]) if n > 0 else 0.0
+        for g, n in zip(groups, lengths, strict=True)
+    ]

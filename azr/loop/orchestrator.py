@@ -447,6 +447,7 @@ class Orchestrator:
                 ("lr", self.cfg.lr),
                 ("entropy_coef", self.cfg.entropy_coef),
                 ("solver_baseline", self.cfg.solver_baseline),
+                ("loss_aggregation", self.cfg.loss_aggregation),
             )
             if v is not None
         }

@@ -1,8 +1,9 @@
 """The policy objective of AZR's update, token by token (azr-reference.md section 5).
 
-All tensors are flat over the response tokens of one micro-batch. The loss is a *sum*; the
-caller divides by the number of response tokens in the whole batch, so gradient accumulation
-over micro-batches gives the token-mean of the batch (veRL's ``token-mean``).
+All tensors are flat over the response tokens of one micro-batch. The loss is a *weighted sum*:
+the caller gives each token its weight in the whole batch (`azr.core.trrpp.loss_token_weights`:
+1/N for the batch's token mean, veRL's ``token-mean``), so gradient accumulation over
+micro-batches gives the batch's loss.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def policy_loss(
     entropy: Tensor | None,  # entropy of pi_theta at the token, with gradient
     ref_logp: Tensor | None,  # frozen reference model, only when kl_coef > 0
     cfg: LossConfig,
+    token_weight: Tensor | None = None,  # the token's weight in the batch loss (None: 1)
 ) -> tuple[Tensor, dict[str, float]]:
     # PPO-clip surrogate. With one optimizer step per batch pi_theta == pi_old, the ratio is 1
     # and this is REINFORCE with whitened returns, exactly as the reference runs.
@@ -40,14 +42,15 @@ def policy_loss(
     known = ~torch.isnan(sampling_logp)
     log_w = torch.where(known, old_logp - sampling_logp, torch.zeros_like(old_logp)).detach()
     weight = torch.clamp(torch.exp(log_w), max=cfg.tis_cap)
-    loss = (weight * surrogate).sum()
+    per_token = weight * surrogate
 
     if entropy is not None and cfg.entropy_coef:
-        loss = loss - cfg.entropy_coef * entropy.sum()  # entropy bonus
+        per_token = per_token - cfg.entropy_coef * entropy  # entropy bonus
     if ref_logp is not None and cfg.kl_coef:
         # k3 estimator of KL(pi_theta || pi_ref): unbiased, always >= 0.
         delta = ref_logp - logp
-        loss = loss + cfg.kl_coef * (torch.exp(delta) - delta - 1.0).sum()
+        per_token = per_token + cfg.kl_coef * (torch.exp(delta) - delta - 1.0)
+    loss = (per_token * token_weight).sum() if token_weight is not None else per_token.sum()
 
     with torch.no_grad():
         stats = {

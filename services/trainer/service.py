@@ -238,6 +238,7 @@ class TrainerService:
             pad_id=int(pad or 0),
             base_lr=cfg.lr,
             solver_baseline=cfg.solver_baseline,
+            loss_aggregation=cfg.loss_aggregation,
         )
         prom.VERSION.set(version)
         log.info("trainer at version %d (%s, %s)", version, "lora" if cfg.lora else "full", device)
@@ -290,6 +291,7 @@ class TrainerService:
             ref_forward=ref,
             base_lr=cfg.lr,
             solver_baseline=cfg.solver_baseline,
+            loss_aggregation=cfg.loss_aggregation,
         )
         prom.VERSION.set(version)
         log.info("rank %d/%d at version %d (fsdp, %s)", ctx.rank, ctx.world_size, version, device)

@@ -1,5 +1,6 @@
 """One reward batch -> one optimizer step: TRR++ advantages, token-budget micro-batches with
-gradient accumulation over the whole batch, grad-norm clipping, AdamW."""
+gradient accumulation over the whole batch (each token weighted as the loss aggregation says),
+grad-norm clipping, AdamW."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch
 
 from azr.contracts.trainer import RewardBatch
 from azr.core.tasks import Role
-from azr.core.trrpp import per_task_groups, trrpp_advantages
+from azr.core.trrpp import LossAggregation, loss_token_weights, per_task_groups, trrpp_advantages
 from services.trainer.distributed import DistContext, all_sum
 from services.trainer.loss import LossConfig, policy_loss
 from services.trainer.policy import TokenStats, response_token_stats
@@ -137,6 +138,7 @@ class Updater:
         forward: Any | None = None,
         ref_forward: Any | None = None,
         solver_baseline: str = "task_role",
+        loss_aggregation: LossAggregation = "token_mean",
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -151,6 +153,7 @@ class Updater:
         # saved param groups may hold the last run's rate).
         self.base_lr = base_lr if base_lr is not None else optimizer.param_groups[0]["lr"]
         self.solver_baseline = solver_baseline
+        self.loss_aggregation: LossAggregation = loss_aggregation
         # On N ranks: the FSDP root (sharded.ResponseStats) replaces the direct calls.
         self.dist = dist or DistContext()
         self.forward = forward
@@ -184,6 +187,14 @@ class Updater:
         if hp is not None and hp.solver_baseline is not None:
             baseline = hp.solver_baseline
         advantages = batch_advantages(batch, baseline)
+        aggregation = self.loss_aggregation
+        if hp is not None and hp.loss_aggregation is not None:
+            aggregation = hp.loss_aggregation
+        weights = loss_token_weights(
+            [s.group for s in batch.samples],
+            [len(s.completion_token_ids) for s in batch.samples],
+            aggregation,
+        )
         seqs = [s.prompt_token_ids + s.completion_token_ids for s in batch.samples]
         total_response = batch.n_response_tokens
         # Samples without completion tokens have nothing to train (and TRR++ gave them 0).
@@ -204,7 +215,7 @@ class Updater:
                 on_micro_batch(k, len(share))
             if sleep_s:
                 time.sleep(sleep_s)
-            loss, stats = self._micro_batch(batch, seqs, advantages, idx, total_response, loss_cfg)
+            loss, stats = self._micro_batch(batch, seqs, advantages, weights, idx, loss_cfg)
             if not counted:  # a filler so every rank runs as many FSDP passes as the others
                 loss, stats = loss * 0.0, dict.fromkeys(stats, 0.0)
             # FSDP averages gradients over ranks; scaling by the world size makes it the sum.
@@ -244,6 +255,11 @@ class Updater:
             "reward_mean": _mean([s.reward for s in batch.samples]),
             "skipped_nonfinite": 0.0 if math.isfinite(grad_norm) else 1.0,
             "lr": float(lr),
+            "solver_token_weight": sum(
+                w * len(s.completion_token_ids)
+                for w, s in zip(weights, batch.samples, strict=True)
+                if s.role is Role.SOLVE
+            ),
         }
         return StepResult(metrics=metrics, groups=group_stats(batch, advantages))
 
@@ -252,15 +268,15 @@ class Updater:
         batch: RewardBatch,
         seqs: list[list[int]],
         advantages: list[float],
+        weights: list[float],
         idx: list[int],
-        total_response: int,
         loss_cfg: LossConfig,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         width = max(len(seqs[i]) for i in idx)
         ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
         attn = torch.zeros((len(idx), width), dtype=torch.long)
         resp = torch.zeros((len(idx), width), dtype=torch.bool)
-        adv_rows, samp_rows, temp_rows = [], [], []
+        adv_rows, weight_rows, samp_rows, temp_rows = [], [], [], []
         for row, i in enumerate(idx):
             s = batch.samples[i]
             n_p, n_c = len(s.prompt_token_ids), len(s.completion_token_ids)
@@ -268,6 +284,7 @@ class Updater:
             attn[row, : n_p + n_c] = 1
             resp[row, n_p : n_p + n_c] = True
             adv_rows.append(torch.full((n_c,), advantages[i]))
+            weight_rows.append(torch.full((n_c,), weights[i]))
             temp_rows.append(torch.full((n_c,), s.temperature))
             lps = s.sampling_logprobs
             samp_rows.append(torch.tensor(lps) if lps is not None else torch.full((n_c,), math.nan))
@@ -275,6 +292,7 @@ class Updater:
         ids, attn, resp = ids.to(dev), attn.to(dev), resp.to(dev)
         # Row-major order of the masked positions matches the concatenation order below.
         adv = torch.cat(adv_rows).to(dev, torch.float32)
+        token_weight = torch.cat(weight_rows).to(dev, torch.float32)
         sampling = torch.cat(samp_rows).to(dev, torch.float32)
         temps = torch.cat(temp_rows).to(dev, torch.float32)
 
@@ -304,7 +322,6 @@ class Updater:
         # One update per batch: the parameters that produced `logp` are pi_old, so the old
         # log-probs are these values without gradient (a second forward pass would be identical).
         old_logp = stats.logp.detach()
-        loss, info = policy_loss(
-            stats.logp, old_logp, sampling, adv, stats.entropy, ref_logp, loss_cfg
+        return policy_loss(
+            stats.logp, old_logp, sampling, adv, stats.entropy, ref_logp, loss_cfg, token_weight
         )
-        return loss / total_response, info

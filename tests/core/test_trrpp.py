@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from azr.core.trrpp import per_task_groups, trrpp_advantages
+from azr.core.trrpp import loss_token_weights, per_task_groups, trrpp_advantages
 
 
 def test_hand_computed_two_sequences() -> None:
@@ -108,3 +108,36 @@ def test_per_task_groups_give_each_task_its_own_baseline() -> None:
 def test_per_task_groups_reject_mismatched_lengths() -> None:
     with pytest.raises(ValueError, match="differ in size"):
         per_task_groups(["g"], [])
+
+
+def test_token_mean_weights_every_response_token_equally() -> None:
+    weights = loss_token_weights(["a", "a", "b", "b"], [3, 0, 1, 4], "token_mean")
+    assert weights == [1 / 8, 0.0, 1 / 8, 1 / 8]
+
+
+def test_group_token_mean_gives_every_group_the_same_pull() -> None:
+    """Long proposals and short answers: each group's tokens together weigh 1 / groups."""
+    rng = random.Random(7)
+    for _ in range(50):
+        groups = [rng.choice(["propose", "solve", "other"]) for _ in range(12)]
+        lengths = [rng.choice([0, 2, 3, 90, 160]) for _ in range(12)]
+        weights = loss_token_weights(groups, lengths, "group_token_mean")
+        present = {g for g, n in zip(groups, lengths, strict=True) if n > 0}
+        for g in present:
+            share = sum(w * n for w, n, h in zip(weights, lengths, groups, strict=True) if h == g)
+            assert share == pytest.approx(1 / len(present))
+        assert all(w == 0.0 for w, n in zip(weights, lengths, strict=True) if n == 0)
+        # inside one group every token counts the same
+        for g in present:
+            assert (
+                len({w for w, h, n in zip(weights, groups, lengths, strict=True) if h == g and n})
+                == 1
+            )
+
+
+def test_loss_token_weights_reject_bad_input() -> None:
+    assert loss_token_weights(["a"], [0], "group_token_mean") == [0.0]
+    with pytest.raises(ValueError, match="differ in size"):
+        loss_token_weights(["a"], [1, 2])
+    with pytest.raises(ValueError, match="unknown loss aggregation"):
+        loss_token_weights(["a"], [1], "sequence_mean")  # type: ignore[arg-type]

@@ -187,3 +187,42 @@ def test_per_task_solver_baseline_from_the_batch(tiny_model_dir: Path) -> None:
     assert result.metrics["grad_norm"] == 0.0
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert _updater(model, 4096).step(shared).metrics["grad_norm"] > 0.0
+
+
+def test_group_token_mean_gives_each_group_the_same_pull(tiny_model_dir: Path) -> None:
+    """Ten-token proposals and two-token answers. With SGD and no clipping the step is linear
+    in the loss: under `group_token_mean` the mixed batch's step is the mean of the two groups'
+    own steps; under the batch token mean the long proposals weigh five times as much."""
+
+    def sample(role: Role, n: int, k: int, reward: float) -> RewardSample:
+        return RewardSample(
+            task_type=TaskType.DEDUCTION,
+            role=role,
+            prompt_token_ids=[5, 6, 7],
+            completion_token_ids=[(8 + k + j) % 50 + 3 for j in range(n)],
+            reward=reward,
+        )
+
+    proposals = [sample(Role.PROPOSE, 10, k, r) for k, r in enumerate((0.75, 0.0, 0.25))]
+    answers = [sample(Role.SOLVE, 2, k, r) for k, r in enumerate((1.0, -0.5, -0.5, 1.0))]
+    base = load_model(tiny_model_dir, torch.device("cpu"))
+
+    def step(samples: list[RewardSample], aggregation: str | None) -> list[torch.Tensor]:
+        hparams = TrainHparams(entropy_coef=0.0, loss_aggregation=aggregation)
+        batch = RewardBatch(
+            run_id="r", step=0, batch_id="b", weight_version=0, samples=samples, hparams=hparams
+        )
+        model = copy.deepcopy(base)
+        result = _updater(model, 4096).step(batch)
+        if aggregation == "group_token_mean" and len(samples) == 7:
+            assert result.metrics["solver_token_weight"] == pytest.approx(0.5)
+        return [p - p0 for p, p0 in zip(model.parameters(), base.parameters(), strict=True)]
+
+    alone_p, alone_s = step(proposals, None), step(answers, None)
+    grouped = step(proposals + answers, "group_token_mean")
+    pooled = step(proposals + answers, "token_mean")
+    for g, t, p, s in zip(grouped, pooled, alone_p, alone_s, strict=True):
+        torch.testing.assert_close(g, 0.5 * (p + s), rtol=1e-3, atol=3e-7)
+        torch.testing.assert_close(t, (30 * p + 8 * s) / 38, rtol=1e-3, atol=3e-7)
+    # the two aggregations really differ on this batch
+    assert any(not torch.allclose(g, t, atol=1e-6) for g, t in zip(grouped, pooled, strict=True))
