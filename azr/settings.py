@@ -263,6 +263,12 @@ class LoopSettings(BaseModel):
         le=16,
         description="answers sampled and trained per solver-batch task (the reference: 1)",
     )
+    train_roles: list[Literal["propose", "solve"]] = Field(
+        default=["propose", "solve"],
+        min_length=1,
+        description="roles whose samples go to the trainer (the reference: both); "
+        '["solve"] freezes the proposer (an ablation: the base model keeps proposing)',
+    )
     learnability_temperature: float | None = Field(
         None,
         ge=0.0,

@@ -27,6 +27,7 @@ BATCH=${BATCH:-8}
 SOLVER_SAMPLES=${SOLVER_SAMPLES:-4}
 SOLVER_BASELINE=${SOLVER_BASELINE:-task}
 LOSS_AGGREGATION=${LOSS_AGGREGATION:-group_token_mean}
+TRAIN_ROLES=${TRAIN_ROLES:-propose,solve}
 ROLLOUTS=${ROLLOUTS:-4}
 MAX_TOKENS=${MAX_TOKENS:-160}
 TEMPERATURE=${TEMPERATURE:-0.7}
@@ -52,7 +53,7 @@ export AZR_PROMPTS__SOLVE_PROFILE=${AZR_PROMPTS__SOLVE_PROFILE:-opener-think}
 
 echo "== settings: task_types=$TASK_TYPES steps=$STEPS batch=$BATCH rollouts=$ROLLOUTS" \
     "solver_samples=$SOLVER_SAMPLES solver_baseline=$SOLVER_BASELINE" \
-    "loss_aggregation=$LOSS_AGGREGATION" \
+    "loss_aggregation=$LOSS_AGGREGATION train_roles=$TRAIN_ROLES" \
     "max_tokens=$MAX_TOKENS temperature=$TEMPERATURE lr=$LR k_refs=$K_REFS" \
     "seed=$SEED_TASKS heldout=$HELDOUT engine=$ENGINE"
 "$BIN/azr" model prepare
@@ -65,7 +66,8 @@ if [ "${PHASE:-all}" != eval ]; then
         --seed-batch-size "$SEED_BATCH" --seed-max-rounds "$SEED_ROUNDS" \
         --indist-eval-every "$INDIST_EVERY" --engine "$ENGINE" \
         --set solver_samples="$SOLVER_SAMPLES" --set solver_baseline="$SOLVER_BASELINE" \
-        --set loss_aggregation="$LOSS_AGGREGATION"
+        --set loss_aggregation="$LOSS_AGGREGATION" \
+        --set train_roles="[\"${TRAIN_ROLES//,/\",\"}\"]"
 fi
 
 # PHASE=eval runs only what follows (e.g. after a run made with `azr up --run` and these flags)

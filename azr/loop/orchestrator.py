@@ -440,7 +440,7 @@ class Orchestrator:
                         self.cfg.n_rollouts,
                     )
                 )
-        batch = reward_batch(out)
+        batch = reward_batch(out, roles=set(self.cfg.train_roles))
         hparams = {
             k: v
             for k, v in (

@@ -34,15 +34,17 @@ def score_answer(sa: ScoredAnswer) -> None:
     sa.reward = core_rewards.solver_reward(format_ok=sa.gen.answer.format_ok, correct=sa.correct)
 
 
-def reward_batch(outcome: StepOutcome) -> dict[str, Any]:
-    """The trainer's reward batch: every sample of the six groups, each with its own version."""
+def reward_batch(outcome: StepOutcome, roles: set[str] | None = None) -> dict[str, Any]:
+    """The trainer's reward batch: every sample of the six groups (of `roles` only, when
+    given), each with its own version."""
     samples: list[dict[str, Any]] = []
+    trained = {Role(r) for r in roles} if roles is not None else set(Role)
     for task_type in TaskType:
-        for sp in outcome.proposals.get(task_type, []):
+        for sp in outcome.proposals.get(task_type, []) if Role.PROPOSE in trained else []:
             samples.append(_sample(task_type, Role.PROPOSE, sp.gen, sp.reward))
             if sp.gen.continuation is not None:  # a two-stage proposal's second sequence
                 samples.append(_sample(task_type, Role.PROPOSE, sp.gen.continuation, sp.reward))
-        for sa in outcome.answers.get(task_type, []):
+        for sa in outcome.answers.get(task_type, []) if Role.SOLVE in trained else []:
             sample = _sample(task_type, Role.SOLVE, sa.gen, sa.reward)
             if sa.task_id is not None:  # answers to one task can share a baseline
                 sample["task_id"] = str(sa.task_id)

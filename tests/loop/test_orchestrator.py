@@ -227,3 +227,20 @@ def test_several_answers_per_task_are_all_scored_and_trained(tmp_path: Path) -> 
     # the answers to one task name it, so the trainer can give them their own baseline
     assert len({s["task_id"] for s in solves}) == 1 and solves[0]["task_id"]
     assert parsed.hparams is not None and parsed.hparams.solver_baseline == "task"
+
+
+def test_a_frozen_proposer_sends_only_the_solver_samples(tmp_path: Path) -> None:
+    """`train_roles=["solve"]`: proposals are still made, validated and rewarded (the metrics
+    show them), but the trainer gets the answers only; by default it gets both roles."""
+    for roles in (["solve"], ["propose", "solve"]):
+        inference = ScriptedInference({TaskType.DEDUCTION: [DOUBLE]})
+        orch, ports = _orch(tmp_path / "-".join(roles), _cfg(train_roles=roles), inference)
+        orch.run()
+        trainer = ports.trainer
+        assert isinstance(trainer, MemoryTrainer)
+        [batch] = trainer.batches
+        assert {s["role"] for s in batch["samples"]} == set(roles)
+        assert len(_samples(batch, Role.SOLVE)) == _cfg().batch_size
+        history = ports.history
+        assert isinstance(history, MemoryHistory)
+        assert history.steps[1]["groups"]["deduction/propose"]["n"] == 1
