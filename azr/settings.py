@@ -269,12 +269,19 @@ class LoopSettings(BaseModel):
         description="roles whose samples go to the trainer (the reference: both); "
         '["solve"] freezes the proposer (an ablation: the base model keeps proposing)',
     )
+    solver_temperature: float | None = Field(
+        None,
+        ge=0.0,
+        le=5.0,
+        description="temperature of the solver's answers; None: `temperature` (proposals and "
+        "answers alike, as the reference)",
+    )
     learnability_temperature: float | None = Field(
         None,
         ge=0.0,
         le=5.0,
-        description="temperature of the learnability rollouts; None: `temperature`, the one "
-        "the solver is trained at (the reference uses 1.0)",
+        description="temperature of the learnability rollouts; None: the solver's, the one "
+        "it is trained at (the reference uses 1.0)",
     )
     trivial_reward: float = Field(
         -0.5, ge=-1.0, le=0.0, description="reward of a valid proposal with learnability 0"

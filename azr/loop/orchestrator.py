@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from azr.core import dedup, sampling
@@ -248,15 +248,12 @@ class Orchestrator:
         out = StepOutcome(self.run_id, step, version, staleness)
         self._snapshots: dict[TaskType, list[StoredTask]] = {}
         temp = Sampling(self.cfg.temperature, self.cfg.top_p, self.cfg.max_tokens, None)
-        # learnability is the solve rate of the solver as it is trained: sampled at the run's
+        solver_t = self.cfg.solver_temperature
+        solver = temp if solver_t is None else replace(temp, temperature=solver_t)
+        # learnability is the solve rate of the solver as it is trained: sampled at the solver's
         # temperature unless set apart (the reference uses T = 1; greedy would collapse it)
         mc_temperature = self.cfg.learnability_temperature
-        mc = Sampling(
-            self.cfg.temperature if mc_temperature is None else mc_temperature,
-            self.cfg.top_p,
-            self.cfg.max_tokens,
-            None,
-        )
+        mc = solver if mc_temperature is None else replace(temp, temperature=mc_temperature)
 
         with self._timed(out, "references"):
             refs = {tt: self.references(step, tt) for tt in self.task_types}
@@ -282,7 +279,7 @@ class Orchestrator:
             self.learnability(out, mc)
         self.gate()
         with self._timed(out, "solve"):
-            self.solve(step, out, temp)
+            self.solve(step, out, solver)
         return out
 
     def references(self, step: int, tt: TaskType) -> list[list[Task]]:

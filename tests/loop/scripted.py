@@ -96,6 +96,7 @@ class ScriptedInference:
                         [7],
                         [-0.3],
                         self.version,
+                        temperature=sampling.temperature,
                         answer=Answer(task.task_type, value, True),
                     )
                 )

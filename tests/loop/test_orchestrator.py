@@ -121,6 +121,24 @@ def test_learnability_temperature_can_be_set_apart(tmp_path: Path) -> None:
     assert inference.solve_temperatures == [1.0, 0.7]
 
 
+def test_the_solver_can_sample_at_its_own_temperature(tmp_path: Path) -> None:
+    """`solver_temperature`: answers and (by default) learnability rollouts at the solver's
+    temperature, proposals at the run's; the answers carry it to the trainer."""
+    inference = ScriptedInference({TaskType.DEDUCTION: [DOUBLE]})
+    orch, ports = _orch(tmp_path, _cfg(temperature=0.7, solver_temperature=1.2), inference)
+    orch.run()
+    assert inference.solve_temperatures == [1.2, 1.2]
+    trainer = ports.trainer
+    assert isinstance(trainer, MemoryTrainer)
+    [batch] = trainer.batches
+    assert {s["temperature"] for s in _samples(batch, Role.PROPOSE)} == {0.7}
+    assert {s["temperature"] for s in _samples(batch, Role.SOLVE)} == {1.2}
+    cfg = _cfg(temperature=0.7, solver_temperature=1.2, learnability_temperature=1.0)
+    apart = ScriptedInference({TaskType.DEDUCTION: [DOUBLE]})
+    _orch(tmp_path / "apart", cfg, apart)[0].run()
+    assert apart.solve_temperatures == [1.0, 1.2]
+
+
 def test_invalid_and_duplicate_proposals_do_not_enter_the_buffer(tmp_path: Path) -> None:
     inference = ScriptedInference(
         {TaskType.DEDUCTION: ["def f(x):\n    return 1 / 0", DOUBLE, DOUBLE]},
