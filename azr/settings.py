@@ -10,7 +10,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from azr.core.trrpp import LossAggregation
+# How the trainer averages the loss over a batch (azr.core.trrpp.loss_token_weights).
+LossAggregation = Literal["token_mean", "group_token_mean"]
 
 # Modules a proposed program may not import or reference (the reference's list, plus the
 # process/network/introspection modules a sandbox escape would reach for).

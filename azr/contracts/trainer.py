@@ -12,8 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from azr.core.tasks import Role, TaskType, group_key
-from azr.core.trrpp import LossAggregation
-from azr.settings import Settings
+from azr.settings import LossAggregation, Settings
 
 SCHEMA_VERSION = 1
 # Field of the stream entry that holds the JSON batch.

@@ -31,9 +31,8 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Literal
 
-LossAggregation = Literal["token_mean", "group_token_mean"]
+from azr.settings import LossAggregation
 
 
 def trrpp_advantages(

@@ -17,7 +17,8 @@ import torch
 
 from azr.contracts.trainer import RewardBatch
 from azr.core.tasks import Role
-from azr.core.trrpp import LossAggregation, loss_token_weights, per_task_groups, trrpp_advantages
+from azr.core.trrpp import loss_token_weights, per_task_groups, trrpp_advantages
+from azr.settings import LossAggregation
 from services.trainer.distributed import DistContext, all_sum
 from services.trainer.loss import LossConfig, policy_loss
 from services.trainer.policy import TokenStats, response_token_stats
