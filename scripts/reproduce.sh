@@ -3,7 +3,7 @@
 # short self-play run, then the base model and the final version on the run's held-out set (the
 # in-distribution yardstick, paired bootstrap CI) and on CRUXEval-O/-I, with the same prompts.
 #
-#   make reproduce                      # the CPU run of docs/results.md (80-90 min on 2 cores)
+#   make reproduce                      # the CPU run of docs/results.md (25-95 min on 2 cores, with the load)
 #   GPU=1 make reproduce                # the same run sized for one H100/H200 (docs/results.md)
 #
 # Every setting below can be overridden from the environment (e.g. STEPS=20 make reproduce).
