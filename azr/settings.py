@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # How the trainer averages the loss over a batch (azr.core.trrpp.loss_token_weights).
 LossAggregation = Literal["token_mean", "group_token_mean"]
+SolverRewardScheme = Literal["format_aware", "binary"]
 
 # Modules a proposed program may not import or reference (the reference's list, plus the
 # process/network/introspection modules a sandbox escape would reach for).
@@ -286,6 +287,11 @@ class LoopSettings(BaseModel):
     )
     trivial_reward: float = Field(
         -0.5, ge=-1.0, le=0.0, description="reward of a valid proposal with learnability 0"
+    )
+    solver_reward: SolverRewardScheme = Field(
+        "format_aware",
+        description="format_aware: 1 / -0.5 wrong / -1 bad format (the reference); binary: "
+        "1 correct, 0 otherwise",
     )
     steps: int = Field(100, ge=1)
     seed: int = 0

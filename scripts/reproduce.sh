@@ -26,6 +26,7 @@ STEPS=${STEPS:-12}
 BATCH=${BATCH:-8}
 SOLVER_SAMPLES=${SOLVER_SAMPLES:-4}
 SOLVER_BASELINE=${SOLVER_BASELINE:-task}
+SOLVER_REWARD=${SOLVER_REWARD:-format_aware}
 LOSS_AGGREGATION=${LOSS_AGGREGATION:-group_token_mean}
 TRAIN_ROLES=${TRAIN_ROLES:-propose,solve}
 ROLLOUTS=${ROLLOUTS:-4}
@@ -52,7 +53,7 @@ export AZR_PROMPTS__PROPOSE_PROFILE=${AZR_PROMPTS__PROPOSE_PROFILE:-opener-think
 export AZR_PROMPTS__SOLVE_PROFILE=${AZR_PROMPTS__SOLVE_PROFILE:-opener-think}
 
 echo "== settings: task_types=$TASK_TYPES steps=$STEPS batch=$BATCH rollouts=$ROLLOUTS" \
-    "solver_samples=$SOLVER_SAMPLES solver_baseline=$SOLVER_BASELINE" \
+    "solver_samples=$SOLVER_SAMPLES solver_baseline=$SOLVER_BASELINE solver_reward=$SOLVER_REWARD" \
     "loss_aggregation=$LOSS_AGGREGATION train_roles=$TRAIN_ROLES" \
     "max_tokens=$MAX_TOKENS temperature=$TEMPERATURE lr=$LR k_refs=$K_REFS" \
     "seed=$SEED_TASKS heldout=$HELDOUT engine=$ENGINE"
@@ -66,7 +67,7 @@ if [ "${PHASE:-all}" != eval ]; then
         --seed-batch-size "$SEED_BATCH" --seed-max-rounds "$SEED_ROUNDS" \
         --indist-eval-every "$INDIST_EVERY" --engine "$ENGINE" \
         --set solver_samples="$SOLVER_SAMPLES" --set solver_baseline="$SOLVER_BASELINE" \
-        --set loss_aggregation="$LOSS_AGGREGATION" \
+        --set loss_aggregation="$LOSS_AGGREGATION" --set solver_reward="$SOLVER_REWARD" \
         --set train_roles="[\"${TRAIN_ROLES//,/\",\"}\"]"
 fi
 

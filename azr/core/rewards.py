@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from azr.core.parsing import quiet_parse_module
 from azr.core.tasks import Task
+from azr.settings import SolverRewardScheme
 
 BAD_FORMAT_REWARD = -1.0
 WRONG_ANSWER_REWARD = -0.5
@@ -29,8 +30,16 @@ def learnability(solve_results: Sequence[bool]) -> float:
     return 1.0 - rate
 
 
-def solver_reward(format_ok: bool, correct: bool) -> float:
-    """1 for a well-formatted correct answer, -0.5 well-formatted but wrong, -1 bad format."""
+def solver_reward(
+    format_ok: bool, correct: bool, scheme: SolverRewardScheme = "format_aware"
+) -> float:
+    """format_aware (the reference): 1 for a well-formatted correct answer, -0.5 well-formatted
+    but wrong, -1 bad format. binary: 1 correct, 0 otherwise, so that a task nobody solves
+    teaches nothing (docs/algorithm.md, "The solver's reward")."""
+    if scheme == "binary":
+        return CORRECT_REWARD if format_ok and correct else 0.0
+    if scheme != "format_aware":
+        raise ValueError(f"unknown solver reward scheme {scheme!r}")
     if not format_ok:
         return BAD_FORMAT_REWARD
     return CORRECT_REWARD if correct else WRONG_ANSWER_REWARD

@@ -417,7 +417,7 @@ class Orchestrator:
         for sa, ok in zip(gradeable, verdicts, strict=True):
             sa.correct = bool(ok)
         for sa in flat:
-            score_answer(sa)
+            score_answer(sa, self.cfg.solver_reward)
 
     # ------------------------------------------------------------------ effects
     def payload(self, out: StepOutcome) -> dict[str, Any]:

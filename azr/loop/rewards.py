@@ -10,6 +10,7 @@ from typing import Any
 
 from azr.core import rewards as core_rewards
 from azr.core.tasks import Role, TaskType
+from azr.settings import SolverRewardScheme
 
 from .records import ScoredAnswer, ScoredProposal, StepOutcome
 
@@ -30,8 +31,10 @@ def score_proposal(sp: ScoredProposal, rollouts: list[bool], trivial_reward: flo
     )
 
 
-def score_answer(sa: ScoredAnswer) -> None:
-    sa.reward = core_rewards.solver_reward(format_ok=sa.gen.answer.format_ok, correct=sa.correct)
+def score_answer(sa: ScoredAnswer, scheme: SolverRewardScheme = "format_aware") -> None:
+    sa.reward = core_rewards.solver_reward(
+        format_ok=sa.gen.answer.format_ok, correct=sa.correct, scheme=scheme
+    )
 
 
 def reward_batch(outcome: StepOutcome, roles: set[str] | None = None) -> dict[str, Any]:

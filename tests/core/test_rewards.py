@@ -28,6 +28,15 @@ def test_solver_reward() -> None:
     assert solver_reward(False, False) == -1.0
 
 
+def test_binary_solver_reward_does_not_grade_wrong_answers() -> None:
+    # a task nobody solves gives equal rewards, so a per-task baseline takes no step from it
+    assert solver_reward(True, True, "binary") == 1.0
+    assert solver_reward(True, False, "binary") == solver_reward(False, False, "binary") == 0.0
+    assert solver_reward(False, True, "binary") == 0.0
+    with pytest.raises(ValueError, match="unknown solver reward"):
+        solver_reward(True, True, "graded")  # type: ignore[arg-type]
+
+
 def test_proposer_reward() -> None:
     assert proposer_reward(False, True, 0.5) == -1.0
     assert proposer_reward(True, False, 0.5) == -1.0

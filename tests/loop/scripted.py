@@ -38,7 +38,7 @@ class ScriptedInference:
 
     programs: dict[TaskType, list[str | None]]
     inputs: list[str] = field(default_factory=lambda: ["3"])
-    # (task, answer index) -> answer value; default: the right answer
+    # (task, answer index) -> answer value, None for an unparseable one; default: the right answer
     solver: Any = None
     version: int = 0
     propose_calls: int = 0
@@ -89,6 +89,7 @@ class ScriptedInference:
             gens = []
             for i in range(n):
                 value = self.solver(task, i) if self.solver else right_answer(task)
+                well_formed = value is not None
                 gens.append(
                     AnswerGen(
                         "<answer>v</answer>",
@@ -97,7 +98,7 @@ class ScriptedInference:
                         [-0.3],
                         self.version,
                         temperature=sampling.temperature,
-                        answer=Answer(task.task_type, value, True),
+                        answer=Answer(task.task_type, value or "", well_formed),
                     )
                 )
             result.append(gens)

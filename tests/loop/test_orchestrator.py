@@ -139,6 +139,27 @@ def test_the_solver_can_sample_at_its_own_temperature(tmp_path: Path) -> None:
     assert apart.solve_temperatures == [1.0, 1.2]
 
 
+@pytest.mark.parametrize(
+    ("scheme", "rewards"), [("format_aware", {1.0, -0.5, -1.0}), ("binary", {1.0, 0.0})]
+)
+def test_the_solver_reward_scheme_reaches_the_batch(
+    tmp_path: Path, scheme: str, rewards: set[float]
+) -> None:
+    """Right, wrong and unparseable answers: graded by format (the reference) or 1 / 0."""
+
+    def solver(task: Task, i: int) -> str | None:
+        return [task.outputs[0], "-1", None][i % 3]
+
+    inference = ScriptedInference({TaskType.DEDUCTION: [DOUBLE]}, solver=solver)
+    cfg = _cfg(solver_reward=scheme, solver_samples=3)
+    orch, ports = _orch(tmp_path, cfg, inference)
+    orch.run()
+    trainer = ports.trainer
+    assert isinstance(trainer, MemoryTrainer)
+    [batch] = trainer.batches
+    assert {s["reward"] for s in _samples(batch, Role.SOLVE)} == rewards
+
+
 def test_invalid_and_duplicate_proposals_do_not_enter_the_buffer(tmp_path: Path) -> None:
     inference = ScriptedInference(
         {TaskType.DEDUCTION: ["def f(x):\n    return 1 / 0", DOUBLE, DOUBLE]},
