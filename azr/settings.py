@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # How the trainer averages the loss over a batch (azr.core.trrpp.loss_token_weights).
 LossAggregation = Literal["token_mean", "group_token_mean"]
+# How a solver answer is graded (azr.core.rewards.solver_reward).
 SolverRewardScheme = Literal["format_aware", "binary"]
 
 # Modules a proposed program may not import or reference (the reference's list, plus the
