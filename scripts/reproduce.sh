@@ -3,7 +3,7 @@
 # short self-play run, then the base model and the final version on the run's held-out set (the
 # in-distribution yardstick, paired bootstrap CI) and on CRUXEval-O/-I, with the same prompts.
 #
-#   make reproduce                      # the CPU run of docs/results.md (25-95 min on 2 cores, with the load)
+#   make reproduce                      # run 6 of docs/results.md (about 90 min on 2 cores)
 #   GPU=1 make reproduce                # the same run sized for one H100/H200 (docs/results.md)
 #
 # Every setting below can be overridden from the environment (e.g. STEPS=20 make reproduce).
@@ -22,25 +22,25 @@ if [ "${GPU:-0}" = 1 ]; then
     export AZR_TRAINER__AUTOCAST=${AZR_TRAINER__AUTOCAST:-bf16}
 fi
 TASK_TYPES=${TASK_TYPES:-deduction}
-STEPS=${STEPS:-12}
+STEPS=${STEPS:-28}
 BATCH=${BATCH:-8}
-SOLVER_SAMPLES=${SOLVER_SAMPLES:-4}
+SOLVER_SAMPLES=${SOLVER_SAMPLES:-8}
 SOLVER_BASELINE=${SOLVER_BASELINE:-task}
-SOLVER_REWARD=${SOLVER_REWARD:-format_aware}
+SOLVER_REWARD=${SOLVER_REWARD:-binary}
 LOSS_AGGREGATION=${LOSS_AGGREGATION:-group_token_mean}
-TRAIN_ROLES=${TRAIN_ROLES:-propose,solve}
-ROLLOUTS=${ROLLOUTS:-4}
+TRAIN_ROLES=${TRAIN_ROLES:-solve}  # propose,solve: both roles (runs 3, 4a, 5c)
+ROLLOUTS=${ROLLOUTS:-8}
 MAX_TOKENS=${MAX_TOKENS:-160}
 TEMPERATURE=${TEMPERATURE:-0.7}
-LR=${LR:-2e-5}
+LR=${LR:-1e-5}
 K_REFS=${K_REFS:-0}
 SEED_TASKS=${SEED_TASKS:-32}
-HELDOUT=${HELDOUT:-48}
+HELDOUT=${HELDOUT:-96}
 SEED_BATCH=${SEED_BATCH:-32}
-SEED_ROUNDS=${SEED_ROUNDS:-30}
+SEED_ROUNDS=${SEED_ROUNDS:-36}
 INDIST_EVERY=${INDIST_EVERY:-4}
 ENGINE=${ENGINE:-vllm}
-SAMPLES=${SAMPLES:-8}
+SAMPLES=${SAMPLES:-16}
 CRUX_LIMIT=${CRUX_LIMIT:-100}
 EVAL_TOKENS=${EVAL_TOKENS:-128}
 OUT=${OUT:-$AZR_DATA_DIR/eval}
