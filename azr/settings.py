@@ -251,6 +251,12 @@ class LoopSettings(BaseModel):
     batch_size: int = Field(
         64, ge=1, le=4096, description="sequences per task x role group per step"
     )
+    propose_batch_size: int = Field(
+        0,
+        ge=0,
+        le=4096,
+        description="proposals per task type per step; 0: batch_size (the reference: the same)",
+    )
     n_rollouts: int = Field(
         8, ge=1, le=64, description="solver rollouts per proposal for learnability"
     )
@@ -355,6 +361,13 @@ class LoopSettings(BaseModel):
         description="token_mean (reference) or group_token_mean (every task x role group "
         "pulls equally, whatever its response lengths)",
     )
+
+    @property
+    def proposals_per_step(self) -> int:
+        """Proposals per task type per step. Apart from the solver's batch because with a frozen
+        proposer they cost no training, and a few valid ones per step rarely have learnability
+        above 0 (docs/results.md, run 6)."""
+        return self.propose_batch_size or self.batch_size
 
 
 class EvalSettings(BaseModel):

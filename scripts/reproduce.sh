@@ -24,6 +24,7 @@ fi
 TASK_TYPES=${TASK_TYPES:-deduction}
 STEPS=${STEPS:-28}
 BATCH=${BATCH:-8}
+PROPOSE_BATCH=${PROPOSE_BATCH:-0}  # proposals per step; 0: BATCH
 SOLVER_SAMPLES=${SOLVER_SAMPLES:-8}
 SOLVER_BASELINE=${SOLVER_BASELINE:-task}
 SOLVER_REWARD=${SOLVER_REWARD:-binary}
@@ -52,7 +53,7 @@ export AZR_INFERENCE__VLLM_ENFORCE_EAGER=${AZR_INFERENCE__VLLM_ENFORCE_EAGER:-tr
 export AZR_PROMPTS__PROPOSE_PROFILE=${AZR_PROMPTS__PROPOSE_PROFILE:-opener-think}
 export AZR_PROMPTS__SOLVE_PROFILE=${AZR_PROMPTS__SOLVE_PROFILE:-opener-think}
 
-echo "== settings: task_types=$TASK_TYPES steps=$STEPS batch=$BATCH rollouts=$ROLLOUTS" \
+echo "== settings: task_types=$TASK_TYPES steps=$STEPS batch=$BATCH propose_batch=$PROPOSE_BATCH rollouts=$ROLLOUTS" \
     "solver_samples=$SOLVER_SAMPLES solver_baseline=$SOLVER_BASELINE solver_reward=$SOLVER_REWARD" \
     "loss_aggregation=$LOSS_AGGREGATION train_roles=$TRAIN_ROLES" \
     "max_tokens=$MAX_TOKENS temperature=$TEMPERATURE lr=$LR k_refs=$K_REFS" \
@@ -67,6 +68,7 @@ if [ "${PHASE:-all}" != eval ]; then
         --seed-batch-size "$SEED_BATCH" --seed-max-rounds "$SEED_ROUNDS" \
         --indist-eval-every "$INDIST_EVERY" --engine "$ENGINE" \
         --set solver_samples="$SOLVER_SAMPLES" --set solver_baseline="$SOLVER_BASELINE" \
+        --set propose_batch_size="$PROPOSE_BATCH" \
         --set loss_aggregation="$LOSS_AGGREGATION" --set solver_reward="$SOLVER_REWARD" \
         --set train_roles="[\"${TRAIN_ROLES//,/\",\"}\"]"
 fi

@@ -292,12 +292,12 @@ class Orchestrator:
                 return []
             return [
                 [sampling.sample_induction_program(ded, abd, rng)]
-                for _ in range(self.cfg.batch_size)
+                for _ in range(self.cfg.proposals_per_step)
             ]
         pool = [s.task for s in self._snapshot(tt)]
         return [
             sampling.sample_references(pool, self.cfg.k_references, rng)
-            for _ in range(self.cfg.batch_size)
+            for _ in range(self.cfg.proposals_per_step)
         ]
 
     def _snapshot(self, tt: TaskType) -> list[StoredTask]:

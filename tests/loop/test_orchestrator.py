@@ -283,3 +283,21 @@ def test_a_frozen_proposer_sends_only_the_solver_samples(tmp_path: Path) -> None
         history = ports.history
         assert isinstance(history, MemoryHistory)
         assert history.steps[1]["groups"]["deduction/propose"]["n"] == 1
+
+
+def test_the_proposal_batch_can_differ_from_the_solver_batch(tmp_path: Path) -> None:
+    """`propose_batch_size` sets how many proposals a step makes; the solver's batch (and so
+    the answers trained) stays `batch_size`. 0, the default, means the same as `batch_size`."""
+    for propose, expected in ((3, 3), (0, 2)):
+        inference = ScriptedInference({TaskType.DEDUCTION: [DOUBLE] * 4})
+        cfg = _cfg(batch_size=2, propose_batch_size=propose, train_roles=["solve"])
+        orch, ports = _orch(tmp_path / str(propose), cfg, inference)
+        orch.run()
+        assert len(inference.proposed_refs) == expected
+        history = ports.history
+        assert isinstance(history, MemoryHistory)
+        assert history.steps[1]["groups"]["deduction/propose"]["n"] == expected
+        trainer = ports.trainer
+        assert isinstance(trainer, MemoryTrainer)
+        [batch] = trainer.batches
+        assert len(_samples(batch, Role.SOLVE)) == 2  # the solver's batch is batch_size
