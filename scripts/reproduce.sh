@@ -4,6 +4,7 @@
 # in-distribution yardstick, paired bootstrap CI) and on CRUXEval-O/-I, with the same prompts.
 #
 #   make reproduce                      # run 6 of docs/results.md (about 90 min on 2 cores)
+#   PROPOSE_BATCH=32 ROLLOUTS=16 make reproduce   # run 7 (about 75 min)
 #   GPU=1 make reproduce                # the same run sized for one H100/H200 (docs/results.md)
 #
 # Every setting below can be overridden from the environment (e.g. STEPS=20 make reproduce).
