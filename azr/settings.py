@@ -276,7 +276,8 @@ class LoopSettings(BaseModel):
         default=["propose", "solve"],
         min_length=1,
         description="roles whose samples go to the trainer (the reference: both); "
-        '["solve"] freezes the proposer (an ablation: the base model keeps proposing)',
+        '["solve"] trains the solver alone (an ablation: the proposer gets no updates of its '
+        "own, but shares the network the solver's updates change)",
     )
     solver_temperature: float | None = Field(
         None,

@@ -59,6 +59,11 @@ echo "== settings: task_types=$TASK_TYPES steps=$STEPS batch=$BATCH propose_batc
     "loss_aggregation=$LOSS_AGGREGATION train_roles=$TRAIN_ROLES" \
     "max_tokens=$MAX_TOKENS temperature=$TEMPERATURE lr=$LR k_refs=$K_REFS" \
     "seed=$SEED_TASKS heldout=$HELDOUT engine=$ENGINE"
+# the CPU decides a CPU run's speed: run 7's settings took 73 minutes on one 2-core machine and
+# would have taken hours on another (docs/results.md, run 8), so every run records it
+machine=$("$BIN/python" -m azr.common.hardware)
+echo "== machine: $machine"
+mkdir -p "$OUT" && echo "$machine" > "$OUT/machine.txt"
 "$BIN/azr" model prepare
 
 if [ "${PHASE:-all}" != eval ]; then
