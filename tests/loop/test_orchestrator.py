@@ -268,7 +268,7 @@ def test_several_answers_per_task_are_all_scored_and_trained(tmp_path: Path) -> 
     assert parsed.hparams is not None and parsed.hparams.solver_baseline == "task"
 
 
-def test_a_frozen_proposer_sends_only_the_solver_samples(tmp_path: Path) -> None:
+def test_an_untrained_proposer_sends_only_the_solver_samples(tmp_path: Path) -> None:
     """`train_roles=["solve"]`: proposals are still made, validated and rewarded (the metrics
     show them), but the trainer gets the answers only; by default it gets both roles."""
     for roles in (["solve"], ["propose", "solve"]):
