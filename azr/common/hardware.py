@@ -12,17 +12,23 @@ from pathlib import Path
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
-@lru_cache(maxsize=1)
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
-    """The feature flags of the first CPU (empty where /proc/cpuinfo is unreadable)."""
+def _first_cpu_field(cpuinfo: Path, names: tuple[str, ...]) -> str | None:
+    """The value of the first /proc/cpuinfo line that starts with one of `names` (None where
+    there is none, or the file is unreadable)."""
     try:
         text = cpuinfo.read_text()
     except OSError:
-        return frozenset()
+        return None
     for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
+        if line.startswith(names):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+@lru_cache(maxsize=1)
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The feature flags of the first CPU (empty where /proc/cpuinfo is unreadable)."""
+    return frozenset((_first_cpu_field(cpuinfo, ("flags", "Features")) or "").split())
 
 
 def cpu_has_native_bf16(flags: frozenset[str] | None = None) -> bool:
@@ -37,14 +43,7 @@ def auto_dtype(on_cuda: bool, flags: frozenset[str] | None = None) -> str:
 
 def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     """The first CPU's model name ("unknown" where /proc/cpuinfo has none)."""
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return "unknown"
-    for line in text.splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
+    return _first_cpu_field(cpuinfo, ("model name",)) or "unknown"
 
 
 def machine_summary(
