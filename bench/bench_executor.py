@@ -159,13 +159,12 @@ for _ in range(n):
     os.waitpid(pid, 0)
 r1, c1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
 cpu = lambda a, b: b.ru_utime + b.ru_stime - a.ru_utime - a.ru_stime
-print(cpu(r0, r1) + cpu(c0, c1))
+print(cpu(r0, r1) / n * 1e6, cpu(c0, c1) / n * 1e6, (c1.ru_minflt - c0.ru_minflt) / n)
 """
 
 
-def bench_fork_floor() -> dict[str, float]:
-    """The floor under any fork-per-program design here: fork + exit + wait of a process shaped
-    like the fork-server (same imports, same raw fork), with no isolation and no work at all."""
+def _fork_floor() -> tuple[float, float, float, float]:
+    """(wall s, parent CPU µs per fork, child CPU µs per fork, child faults per fork)."""
     root = str(Path(__file__).resolve().parents[1])
     env = {"PYTHONPATH": root, "PATH": "/usr/bin:/bin"}
     t0 = time.perf_counter()
@@ -176,8 +175,15 @@ def bench_fork_floor() -> dict[str, float]:
         capture_output=True,
         text=True,
     )
-    wall = time.perf_counter() - t0
-    return _row(N, wall, float(out.stdout.strip()), [float("nan")])
+    parent, child, faults = (float(x) for x in out.stdout.split())
+    return time.perf_counter() - t0, parent, child, faults
+
+
+def bench_fork_floor() -> dict[str, float]:
+    """The floor under any fork-per-program design here: fork + exit + wait of a process shaped
+    like the fork-server (same imports, same raw fork), with no isolation and no work at all."""
+    wall, parent, child, _ = _fork_floor()
+    return _row(N, wall, (parent + child) * N / 1e6, [float("nan")])
 
 
 def _row(n: int, wall: float, cpu: float, lat: list[float]) -> dict[str, float]:
@@ -342,6 +348,43 @@ def main_http(args: argparse.Namespace) -> None:
             print(f"mean over rounds, {name}: {total:.0f} programs/s")
 
 
+def _cpu_and_faults(pid: int) -> tuple[float, float, int, int]:
+    """(own CPU s, reaped children's CPU s, own minor faults, children's minor faults)."""
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    own, children = (int(f[11]) + int(f[12])) / CLK, (int(f[13]) + int(f[14])) / CLK
+    return own, children, int(f[7]), int(f[8])
+
+
+def main_split() -> None:
+    """Where one validation's CPU goes (one process, one worker): the fork-server, its
+    children and the worker, with minor faults, next to the floor's fork (parent) and child."""
+    engine = Engine(EngineLimits(second_process=False), SandboxPair(SandboxConfig(), seeds=(0, 1)))
+    engine.start()
+    try:
+        pid = engine.pair.primary.server_pid
+        assert pid, "no fork-server"
+        engine.validate([item()] * 40)  # warm
+        s0, o0 = _cpu_and_faults(pid), own_cpu()
+        for start in range(0, N, 64):
+            engine.validate([item()] * min(64, N - start))
+        s1, o1 = _cpu_and_faults(pid), own_cpu()
+    finally:
+        engine.close()
+    server, children = (s1[0] - s0[0]) / N * 1e6, (s1[1] - s0[1]) / N * 1e6
+    worker = (o1 - o0) / N * 1e6
+    _, parent, child, child_faults = _fork_floor()
+    print(f"{N} validations, one process, 1 worker; load average {os.getloadavg()[0]:.1f}")
+    print("| process | CPU µs per validation | minor faults per validation |")
+    print("|---|---:|---:|")
+    print(f"| fork-server | {server:.0f} | {(s1[2] - s0[2]) / N:.0f} |")
+    print(f"| its children | {children:.0f} | {(s1[3] - s0[3]) / N:.0f} |")
+    print(f"| worker (static checks, frames) | {worker:.0f} | - |")
+    print(f"| all | {server + children + worker:.0f} | - |")
+    print(f"| floor: fork (parent) | {parent:.0f} | - |")
+    print(f"| floor: child (exit) | {child:.0f} | {child_faults:.0f} |")
+    print(f"sandbox / floor CPU: {(server + children + worker) / (parent + child):.2f}x")
+
+
 ROWS = ("pool", "subprocess", "second", "one", "floor")
 
 
@@ -366,8 +409,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64, help="items per /v1/run request")
     parser.add_argument("--clients", type=int, default=4, help="requests in flight")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (--http)")
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="where one validation's CPU goes: fork-server, children, worker, and the floor's",
+    )
     args = parser.parse_args()
     N = args.n
+    if args.split:
+        main_split()
+        return
     if args.http:
         main_http(args)
         return
