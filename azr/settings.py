@@ -257,6 +257,13 @@ class LoopSettings(BaseModel):
         le=4096,
         description="proposals per task type per step; 0: batch_size (the reference: the same)",
     )
+    solver_max_new: int = Field(
+        0,
+        ge=0,
+        le=4096,
+        description="newest tasks (last step's) first in a solver batch at most, the rest drawn "
+        "uniformly from the buffer; 0: batch_size (the reference's max_new)",
+    )
     n_rollouts: int = Field(
         8, ge=1, le=64, description="solver rollouts per proposal for learnability"
     )
@@ -365,8 +372,8 @@ class LoopSettings(BaseModel):
 
     @property
     def proposals_per_step(self) -> int:
-        """Proposals per task type per step. Apart from the solver's batch because with a frozen
-        proposer they cost no training, and a few valid ones per step rarely have learnability
+        """Proposals per task type per step. Apart from the solver's batch because with an
+        untrained proposer they cost no training, and a few valid ones per step rarely have learnability
         above 0 (docs/results.md, run 6)."""
         return self.propose_batch_size or self.batch_size
 

@@ -5,6 +5,7 @@
 #
 #   make reproduce                      # run 6 of docs/results.md (about 90 min on 2 cores)
 #   PROPOSE_BATCH=32 ROLLOUTS=16 make reproduce   # run 7 (about 75 min)
+#   PROPOSE_BATCH=32 ROLLOUTS=16 HELDOUT=192 SEED_ROUNDS=80 make reproduce   # run 8 (70 min)
 #   GPU=1 make reproduce                # the same run sized for one H100/H200 (docs/results.md)
 #
 # Every setting below can be overridden from the environment (e.g. STEPS=20 make reproduce).
@@ -26,6 +27,7 @@ TASK_TYPES=${TASK_TYPES:-deduction}
 STEPS=${STEPS:-28}
 BATCH=${BATCH:-8}
 PROPOSE_BATCH=${PROPOSE_BATCH:-0}  # proposals per step; 0: BATCH
+SOLVER_MAX_NEW=${SOLVER_MAX_NEW:-0}  # last step's tasks first in a solver batch, at most; 0: BATCH
 SOLVER_SAMPLES=${SOLVER_SAMPLES:-8}
 SOLVER_BASELINE=${SOLVER_BASELINE:-task}
 SOLVER_REWARD=${SOLVER_REWARD:-binary}
@@ -54,7 +56,7 @@ export AZR_INFERENCE__VLLM_ENFORCE_EAGER=${AZR_INFERENCE__VLLM_ENFORCE_EAGER:-tr
 export AZR_PROMPTS__PROPOSE_PROFILE=${AZR_PROMPTS__PROPOSE_PROFILE:-opener-think}
 export AZR_PROMPTS__SOLVE_PROFILE=${AZR_PROMPTS__SOLVE_PROFILE:-opener-think}
 
-echo "== settings: task_types=$TASK_TYPES steps=$STEPS batch=$BATCH propose_batch=$PROPOSE_BATCH rollouts=$ROLLOUTS" \
+echo "== settings: task_types=$TASK_TYPES steps=$STEPS batch=$BATCH propose_batch=$PROPOSE_BATCH solver_max_new=$SOLVER_MAX_NEW rollouts=$ROLLOUTS" \
     "solver_samples=$SOLVER_SAMPLES solver_baseline=$SOLVER_BASELINE solver_reward=$SOLVER_REWARD" \
     "loss_aggregation=$LOSS_AGGREGATION train_roles=$TRAIN_ROLES" \
     "max_tokens=$MAX_TOKENS temperature=$TEMPERATURE lr=$LR k_refs=$K_REFS" \
@@ -74,7 +76,7 @@ if [ "${PHASE:-all}" != eval ]; then
         --seed-batch-size "$SEED_BATCH" --seed-max-rounds "$SEED_ROUNDS" \
         --indist-eval-every "$INDIST_EVERY" --engine "$ENGINE" \
         --set solver_samples="$SOLVER_SAMPLES" --set solver_baseline="$SOLVER_BASELINE" \
-        --set propose_batch_size="$PROPOSE_BATCH" \
+        --set propose_batch_size="$PROPOSE_BATCH" --set solver_max_new="$SOLVER_MAX_NEW" \
         --set loss_aggregation="$LOSS_AGGREGATION" --set solver_reward="$SOLVER_REWARD" \
         --set train_roles="[\"${TRAIN_ROLES//,/\",\"}\"]"
 fi
@@ -87,9 +89,12 @@ for t in ${TASK_TYPES//,/ }; do indist+=(--bench "indist-$t"); done
 for model in base latest; do
     baseline=()
     [ "$model" = base ] || baseline=(--baseline base)
-    # greedy pass@1: the run's held-out set (indist) and the first CRUX_LIMIT of CRUXEval-O/-I
+    # greedy pass@1: the whole held-out set (indist), then the first CRUX_LIMIT of CRUXEval-O/-I
+    # (two calls: --limit cuts every bench of a call, and run 8's held-out set had 192 tasks)
     "$BIN/azr" eval "$model" --engine "$ENGINE" --out "$OUT/greedy" --max-tokens "$EVAL_TOKENS" \
-        "${indist[@]}" --bench cruxeval-o --bench cruxeval-i --limit "$CRUX_LIMIT" "${baseline[@]}"
+        "${indist[@]}" "${baseline[@]}"
+    "$BIN/azr" eval "$model" --engine "$ENGINE" --out "$OUT/greedy" --max-tokens "$EVAL_TOKENS" \
+        --bench cruxeval-o --bench cruxeval-i --limit "$CRUX_LIMIT" "${baseline[@]}"
     # the held-out set again, SAMPLES answers per task at the run's temperature
     AZR_EVAL__TEMPERATURE=$TEMPERATURE AZR_EVAL__TOP_P=1.0 \
         "$BIN/azr" eval "$model" --engine "$ENGINE" --out "$OUT/sampled" \

@@ -40,10 +40,15 @@ def sample_induction_program(
 
 
 def fill_solver_batch(
-    new: Sequence[T], pool: Sequence[T], size: int, rng: random.Random
+    new: Sequence[T],
+    pool: Sequence[T],
+    size: int,
+    rng: random.Random,
+    max_new: int | None = None,
 ) -> list[T]:
     """The reference's ``max_new`` mix: up to ``size`` of the newest tasks without replacement,
-    the rest drawn uniformly from ``pool`` (the whole buffer, new tasks included).
+    the rest drawn uniformly from ``pool`` (the whole buffer, new tasks included). ``max_new``
+    caps the newest tasks taken first (None: ``size``, the reference).
 
     Always returns exactly ``size`` items when ``pool`` or ``new`` is non-empty: the fill is
     without replacement while the pool is large enough and with replacement otherwise (the
@@ -51,7 +56,8 @@ def fill_solver_batch(
     """
     if size <= 0:
         return []
-    batch = rng.sample(list(new), min(size, len(new)))
+    first = size if max_new is None else min(max_new, size)
+    batch = rng.sample(list(new), min(first, len(new)))
     missing = size - len(batch)
     source = list(pool) if pool else list(new)
     if missing and source:

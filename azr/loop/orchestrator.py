@@ -114,6 +114,8 @@ class Orchestrator:
         self.poll_s = poll_s
         self.check_s = check_s
         self.task_types = [TaskType(t) for t in cfg.task_types]
+        # each step's view of the buffers, taken once when first read (see generate)
+        self._snapshots: dict[TaskType, list[StoredTask]] = {}
 
     # ------------------------------------------------------------------ the run
     def run(self) -> None:
@@ -246,7 +248,7 @@ class Orchestrator:
         version = self.p.inference.current_version()
         staleness = max(0, self.base_version + (step - 1) - version)
         out = StepOutcome(self.run_id, step, version, staleness)
-        self._snapshots: dict[TaskType, list[StoredTask]] = {}
+        self._snapshots = {}
         temp = Sampling(self.cfg.temperature, self.cfg.top_p, self.cfg.max_tokens, None)
         solver_t = self.cfg.solver_temperature
         solver = temp if solver_t is None else replace(temp, temperature=solver_t)
@@ -382,12 +384,14 @@ class Orchestrator:
                     score_proposal(sp, [], self.cfg.trivial_reward)
 
     def solver_batch(self, step: int, tt: TaskType) -> list[StoredTask]:
-        """Last step's new tasks, topped up uniformly from the whole buffer (§6.5). The buffer
-        is the one from the start of the step: the solver lags the proposer by one step."""
+        """Last step's new tasks (at most `solver_max_new`), topped up uniformly from the whole
+        buffer (§6.5). The buffer is the one from the start of the step: the solver lags the
+        proposer by one step."""
         pool = self._snapshot(tt)
         recent = [s for s in pool if s.step >= step - 1]
         rng = random.Random(f"{self.cfg.seed}:{self.run_id}:{step}:{tt.value}:solve")
-        return sampling.fill_solver_batch(recent, pool, self.cfg.batch_size, rng)
+        max_new = self.cfg.solver_max_new or None
+        return sampling.fill_solver_batch(recent, pool, self.cfg.batch_size, rng, max_new)
 
     def solve(self, step: int, out: StepOutcome, temp: Sampling) -> None:
         batches = {tt: self.solver_batch(step, tt) for tt in self.task_types}

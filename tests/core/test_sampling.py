@@ -57,6 +57,21 @@ def test_fill_solver_batch_prefers_new_then_fills() -> None:
     assert len(batch) == 8 and len(set(batch)) == 8 and set(batch) <= set(many_new)
 
 
+def test_fill_solver_batch_takes_at_most_max_new_of_the_newest() -> None:
+    """With `max_new` the newest tasks fill only that many places; the rest come from the
+    pool. Checked with a pool that holds no new task, so every new one in the batch came first."""
+    rng = random.Random(5)
+    new = list(range(100, 108))
+    pool = list(range(50))
+    for max_new in (0, 2, 5, 8, 20):
+        for _ in range(20):
+            batch = fill_solver_batch(new, pool, 8, rng, max_new)
+            assert len(batch) == 8 and len(set(batch)) == 8
+            assert sum(b in new for b in batch) == min(max_new, 8)
+    # None keeps the reference's mix: the batch is all new tasks when there are enough
+    assert set(fill_solver_batch(new, pool, 8, rng)) == set(new)
+
+
 def test_fill_solver_batch_never_short() -> None:
     rng = random.Random(4)
     assert len(fill_solver_batch([], [1, 2], 64, rng)) == 64

@@ -301,3 +301,31 @@ def test_the_proposal_batch_can_differ_from_the_solver_batch(tmp_path: Path) -> 
         assert isinstance(trainer, MemoryTrainer)
         [batch] = trainer.batches
         assert len(_samples(batch, Role.SOLVE)) == 2  # the solver's batch is batch_size
+
+
+def test_solver_max_new_caps_the_newest_tasks_in_a_solver_batch(tmp_path: Path) -> None:
+    """`solver_max_new` limits how many of last step's tasks open the solver's batch; the rest
+    is drawn from the whole buffer (new ones included, so a new task can come back there). With
+    4 new tasks among 44, the reference's mix (0: batch_size) trains on the 4 new ones only."""
+    buffers = MemoryBuffers()
+    for i in range(40):
+        buffers.seed(
+            [Task(TaskType.DEDUCTION, f"def f(x):\n    return x + {i}", ["1"], [str(i + 1)])]
+        )
+    new_ids = set()
+    for i in range(4):
+        task = Task(TaskType.DEDUCTION, f"def f(x):\n    return x * {i + 2}", ["1"], [str(i + 2)])
+        buffers._insert(task, 1)
+        new_ids.add(buffers.tasks[TaskType.DEDUCTION][-1].id)
+    counts: dict[int, list[int]] = {0: [], 1: []}
+    for max_new in counts:
+        for seed in range(30):
+            cfg = _cfg(batch_size=4, solver_max_new=max_new, seed=seed)
+            orch, _ = _orch(
+                tmp_path / f"{max_new}-{seed}", cfg, ScriptedInference({}), buffers=buffers
+            )
+            batch = orch.solver_batch(2, TaskType.DEDUCTION)
+            assert len(batch) == 4
+            counts[max_new].append(sum(t.id in new_ids for t in batch))
+    assert counts[0] == [4] * 30
+    assert all(c >= 1 for c in counts[1]) and sum(counts[1]) / 30 < 2
