@@ -373,8 +373,8 @@ class LoopSettings(BaseModel):
     @property
     def proposals_per_step(self) -> int:
         """Proposals per task type per step. Apart from the solver's batch because with an
-        untrained proposer they cost no training, and a few valid ones per step rarely have learnability
-        above 0 (docs/results.md, run 6)."""
+        untrained proposer they cost no training, and a few valid ones per step rarely have
+        learnability above 0 (docs/results.md, run 6)."""
         return self.propose_batch_size or self.batch_size
 
 
