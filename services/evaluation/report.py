@@ -2,11 +2,14 @@
 
     python -m services.evaluation.report curves RUN_METRICS.json OUT_DIR
     python -m services.evaluation.report compare BEFORE.jsonl AFTER.jsonl [...pairs]
+    python -m services.evaluation.report echo HELDOUT.jsonl RESULTS.jsonl [...]
 
 `RUN_METRICS.json` is the gateway's ``GET /v1/runs/{id}/metrics`` answer (the run report folder
 keeps a copy as metrics.json). `compare` pairs the
 per-problem results of two models on the same problems and reports the difference with a paired
-bootstrap CI; a difference whose interval contains 0 is reported as no change.
+bootstrap CI; a difference whose interval contains 0 is reported as no change. `echo` measures
+one shortcut of a trained solver (docs/results.md, run 8): the share of held-out answers that
+repeat the task's input, against the share of held-out tasks whose output is their input.
 """
 
 from __future__ import annotations
@@ -149,6 +152,32 @@ def compare(before: Path, after: Path, *, seed: int = 0, resamples: int = 2000) 
     }
 
 
+def _bare(text: str) -> str:
+    # "2." and "2" are the same answer to the grader; spacing inside a tuple does not matter
+    return text.strip().rstrip(".").replace(" ", "")
+
+
+def input_echo(heldout: Path, results: Path) -> dict[str, float]:
+    """Share of the answers in `results` equal to their task's (first) input, and the share of
+    the held-out tasks whose output equals their input, the rate at which echoing is right.
+    Result ids are "<task type>/<line of the held-out file>" (datasets.load_indist)."""
+    tasks = {
+        n: json.loads(line)
+        for n, line in enumerate(heldout.read_text(encoding="utf-8").splitlines(), 1)
+        if line.strip()
+    }
+    echoed = answers = 0
+    for row in load_results(results):
+        task = tasks[int(str(row["id"]).rsplit("/", 1)[1])]
+        given = _bare(task["inputs"][0])
+        answers += len(row["answers"])
+        echoed += sum(_bare(a) == given for a in row["answers"])
+    if not answers:
+        raise ValueError(f"{results} holds no answers")
+    identity = sum(_bare(t["inputs"][0]) == _bare(t["outputs"][0]) for t in tasks.values())
+    return {"answers": answers, "echo_share": echoed / answers, "task_share": identity / len(tasks)}
+
+
 def markdown_row(name: str, c: dict[str, Any]) -> str:
     def fmt(d: dict[str, Any]) -> str:
         return f"{d['mean']:.3f} [{d['ci_low']:.3f}, {d['ci_high']:.3f}]"
@@ -173,6 +202,14 @@ def main(argv: list[str]) -> int:
             c = compare(Path(before), Path(after))
             name = Path(after).name.split(".")[1] if "." in Path(after).name else after
             print(markdown_row(name, c))
+        return 0
+    if len(argv) >= 3 and argv[0] == "echo":
+        for results in argv[2:]:
+            e = input_echo(Path(argv[1]), Path(results))
+            print(
+                f"{results}: {e['echo_share']:.3f} of {e['answers']:.0f} answers repeat the "
+                f"input; {e['task_share']:.3f} of the held-out tasks output their input"
+            )
         return 0
     print(__doc__, file=sys.stderr)
     return 2

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from services.evaluation.report import compare, markdown_row, plot_curves
+from services.evaluation.report import compare, input_echo, markdown_row, plot_curves
 from services.evaluation.results import ProblemResult, summarise, write_results
 
 
@@ -71,3 +72,57 @@ def test_plot_curves_writes_pngs(tmp_path: Path) -> None:
     assert names == {"hacking_signals.png", "inloop_cruxeval.png", "inloop_indist.png"}
     for p in written:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_input_echo_counts_answers_that_repeat_the_tasks_input(tmp_path: Path) -> None:
+    """`echo` (docs/results.md, run 8): answers equal to the task's input, "2." and "2" alike,
+    against the held-out tasks whose output is their input."""
+    heldout = tmp_path / "heldout.jsonl"
+    rows = [
+        {
+            "task_type": "deduction",
+            "program": "def f(x):\n    return x + 1",
+            "inputs": ["1"],
+            "outputs": ["2"],
+        },
+        {
+            "task_type": "deduction",
+            "program": "def f(a, b):\n    return a",
+            "inputs": ["3, 4"],
+            "outputs": ["3"],
+        },
+        {
+            "task_type": "deduction",
+            "program": "def f(x):\n    return x",
+            "inputs": ["5"],
+            "outputs": ["5"],
+        },
+        {
+            "task_type": "deduction",
+            "program": "def f(x):\n    return -x",
+            "inputs": ["0"],
+            "outputs": ["0"],
+        },
+    ]
+    heldout.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    answers = {1: ["1.", "2", "1"], 2: ["3,4", "3"], 3: ["5"], 4: ["7"]}
+    results = [
+        ProblemResult(
+            f"deduction/{n}",
+            "indist-deduction",
+            a,
+            a,
+            [True] * len(a),
+            [False] * len(a),
+            ["ok"] * len(a),
+        )
+        for n, a in answers.items()
+    ]
+    summary = summarise(
+        results, meta={"bench": "indist-deduction"}, samples=1, resamples=50, seed=0
+    )
+    jsonl, _ = write_results(tmp_path, "v1.indist-deduction", results, summary)
+    echo = input_echo(heldout, jsonl)
+    assert echo["answers"] == 7
+    assert echo["echo_share"] == 4 / 7  # "1.", "1", "3,4" (spacing ignored), "5"
+    assert echo["task_share"] == 2 / 4
