@@ -47,6 +47,7 @@ bench-inference: setup
 
 bench-trainer: setup
 	$(BIN)/python bench/bench_trainer.py
+	$(BIN)/python bench/bench_packing.py
 
 # The CPU images of deploy/Dockerfile (podman or docker; the base is bootstrapped with mmdebstrap
 # when it cannot be pulled), then their smoke test under gVisor (about 15 minutes; as root).

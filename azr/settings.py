@@ -206,6 +206,11 @@ class TrainerSettings(BaseModel):
     kl_coef: float = Field(default=0.0, description=">0 loads a frozen reference model for KL")
     tis_cap: float = Field(default=2.0, description="truncated importance-weight cap (mismatch)")
     micro_batch_tokens: int = 4096
+    pack_prompts: bool = Field(
+        default=True,
+        description="samples with one prompt train as one row: the prompt once, then each "
+        "completion (same log-probs; the solver's answers to one task share their prompt)",
+    )
     lora: bool = False
     lora_rank: int = 16
     keep_last: int = 3

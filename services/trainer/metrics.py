@@ -37,6 +37,8 @@ STEP_NAMES = (
     "tis_truncated_fraction",
     "tokens_per_s",
     "step_time_s",
+    "rows",
+    "forward_tokens",
     "reward_mean",
     "staleness",
 )

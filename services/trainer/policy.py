@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from azr.settings import TrainerSettings
+from services.trainer.packing import MicroBatch
 
 log = logging.getLogger(__name__)
 
@@ -114,35 +115,32 @@ class TokenStats:
 
 def response_token_stats(
     model: Any,
-    input_ids: Tensor,  # [B, L] right-padded
-    attention_mask: Tensor,  # [B, L]
-    response_mask: Tensor,  # [B, L] True at completion tokens
+    mb: MicroBatch,
     entropy_grad: bool = True,
     with_entropy: bool = True,
-    temperature: Tensor | float = 1.0,  # scalar, or [T] one per response token
+    temperature: Tensor | float = 1.0,  # scalar, or [T] one per trained token
 ) -> TokenStats:
-    """Log-probs (and entropies) at the response tokens only, under the distribution the
-    tokens were sampled from: logits / T before the softmax, T being each sample's sampling
+    """Log-probs (and entropies) of the micro-batch's completion tokens under the distribution
+    they were sampled from: logits / T before the softmax, T being each sample's sampling
     temperature (otherwise the PPO ratio and the importance weights compare the sampler's
     tempered distribution with the untempered one whenever T != 1).
 
-    The LM head runs on response positions alone: prompts can be long, and a vocabulary of 50k+
-    makes full-sequence logits the largest tensor of the step.
+    The LM head runs on the predicting positions alone: prompts can be long, and a vocabulary of
+    50k+ makes full-sequence logits the largest tensor of the step.
     """
     decoder = model.get_decoder()
     head = model.get_output_embeddings()
-    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    # Position t predicts token t+1.
-    predict = response_mask[:, 1:]
-    h = hidden[:, :-1][predict]
-    targets = input_ids[:, 1:][predict]
+    hidden = decoder(
+        input_ids=mb.input_ids, attention_mask=mb.attention_mask, position_ids=mb.position_ids
+    ).last_hidden_state
+    h = hidden[mb.predict_rows, mb.predict_cols]
     logits = head(h).float()
     if isinstance(temperature, Tensor):
         logits = logits / temperature.to(logits.device, logits.dtype).unsqueeze(-1)
     elif temperature != 1.0:
         logits = logits / temperature
     logz = torch.logsumexp(logits, dim=-1)
-    logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logz
+    logp = logits.gather(-1, mb.targets.unsqueeze(-1)).squeeze(-1) - logz
     entropy = None
     if with_entropy:
         # Without an entropy bonus it is only reported: keep it out of the autograd graph.

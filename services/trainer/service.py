@@ -239,6 +239,7 @@ class TrainerService:
             base_lr=cfg.lr,
             solver_baseline=cfg.solver_baseline,
             loss_aggregation=cfg.loss_aggregation,
+            pack_prompts=cfg.pack_prompts,
         )
         prom.VERSION.set(version)
         log.info("trainer at version %d (%s, %s)", version, "lora" if cfg.lora else "full", device)
@@ -292,6 +293,7 @@ class TrainerService:
             base_lr=cfg.lr,
             solver_baseline=cfg.solver_baseline,
             loss_aggregation=cfg.loss_aggregation,
+            pack_prompts=cfg.pack_prompts,
         )
         prom.VERSION.set(version)
         log.info("rank %d/%d at version %d (fsdp, %s)", ctx.rank, ctx.world_size, version, device)

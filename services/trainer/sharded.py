@@ -40,6 +40,7 @@ from azr.common.checkpoints import (
     write_manifest,
 )
 from services.trainer.distributed import DistContext, barrier, broadcast
+from services.trainer.packing import MicroBatch
 from services.trainer.policy import load_model, response_token_stats
 from services.trainer.state import STATE_DIR, STATE_FILE, TrainerState, state_dir
 
@@ -62,18 +63,14 @@ class ResponseStats(nn.Module):
 
     def forward(
         self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        response_mask: torch.Tensor,
+        mb: MicroBatch,
         entropy_grad: bool = True,
         with_entropy: bool = True,
         temperature: torch.Tensor | float = 1.0,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         s = response_token_stats(
             self.model,
-            input_ids,
-            attention_mask,
-            response_mask,
+            mb,
             entropy_grad=entropy_grad,
             with_entropy=with_entropy,
             temperature=temperature,

@@ -1,11 +1,12 @@
-"""One reward batch -> one optimizer step: TRR++ advantages, token-budget micro-batches with
-gradient accumulation over the whole batch (each token weighted as the loss aggregation says),
-grad-norm clipping, AdamW."""
+"""One reward batch -> one optimizer step: TRR++ advantages, samples that share a prompt packed
+into one row, token-budget micro-batches with gradient accumulation over the whole batch (each
+token weighted as the loss aggregation says), grad-norm clipping, AdamW."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 import os
 import time
@@ -21,7 +22,10 @@ from azr.core.trrpp import loss_token_weights, per_task_groups, trrpp_advantages
 from azr.settings import LossAggregation
 from services.trainer.distributed import DistContext, all_sum
 from services.trainer.loss import LossConfig, policy_loss
+from services.trainer.packing import PACKABLE_ATTENTION, Row, micro_batch, pack_rows
 from services.trainer.policy import TokenStats, response_token_stats
+
+log = logging.getLogger(__name__)
 
 # Test-only hook: seconds to sleep before each micro-batch, so a test can kill the process in
 # the middle of an update deterministically (tests/trainer/test_crash.py). Unset in production.
@@ -140,6 +144,7 @@ class Updater:
         ref_forward: Any | None = None,
         solver_baseline: str = "task_role",
         loss_aggregation: LossAggregation = "token_mean",
+        pack_prompts: bool = True,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -159,6 +164,10 @@ class Updater:
         self.dist = dist or DistContext()
         self.forward = forward
         self.ref_forward = ref_forward
+        self.attention = attention_implementation(model)
+        self.pack_prompts = pack_prompts and self.attention in PACKABLE_ATTENTION
+        if pack_prompts and not self.pack_prompts:
+            log.warning("attention %r takes no packed mask: one row per sample", self.attention)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.amp_dtype is None:
@@ -196,14 +205,15 @@ class Updater:
             [len(s.completion_token_ids) for s in batch.samples],
             aggregation,
         )
-        seqs = [s.prompt_token_ids + s.completion_token_ids for s in batch.samples]
         total_response = batch.n_response_tokens
         # Samples without completion tokens have nothing to train (and TRR++ gave them 0).
-        lengths = [
-            len(x) if s.completion_token_ids else 0
-            for x, s in zip(seqs, batch.samples, strict=True)
-        ]
-        plan = plan_micro_batches(lengths, self.micro_batch_tokens)
+        rows = pack_rows(
+            [s.prompt_token_ids for s in batch.samples],
+            [s.completion_token_ids for s in batch.samples],
+            self.micro_batch_tokens,
+            share=self.pack_prompts,
+        )
+        plan = plan_micro_batches([len(r) for r in rows], self.micro_batch_tokens)
         share = rank_share(plan, self.dist.rank, self.dist.world_size)
         sleep_s = float(os.environ.get(TEST_SLEEP_ENV, "0") or 0)
 
@@ -216,7 +226,9 @@ class Updater:
                 on_micro_batch(k, len(share))
             if sleep_s:
                 time.sleep(sleep_s)
-            loss, stats = self._micro_batch(batch, seqs, advantages, weights, idx, loss_cfg)
+            loss, stats = self._micro_batch(
+                batch, [rows[i] for i in idx], advantages, weights, loss_cfg
+            )
             if not counted:  # a filler so every rank runs as many FSDP passes as the others
                 loss, stats = loss * 0.0, dict.fromkeys(stats, 0.0)
             # FSDP averages gradients over ranks; scaling by the world size makes it the sum.
@@ -253,6 +265,8 @@ class Updater:
             "tokens_per_s": batch.n_tokens / elapsed,
             "step_time_s": elapsed,
             "micro_batches": float(len(plan)),
+            "rows": float(len(rows)),
+            "forward_tokens": float(sum(len(r) for r in rows)),
             "reward_mean": _mean([s.reward for s in batch.samples]),
             "skipped_nonfinite": 0.0 if math.isfinite(grad_norm) else 1.0,
             "lr": float(lr),
@@ -267,57 +281,50 @@ class Updater:
     def _micro_batch(
         self,
         batch: RewardBatch,
-        seqs: list[list[int]],
+        rows: list[Row],
         advantages: list[float],
         weights: list[float],
-        idx: list[int],
         loss_cfg: LossConfig,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        width = max(len(seqs[i]) for i in idx)
-        ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
-        attn = torch.zeros((len(idx), width), dtype=torch.long)
-        resp = torch.zeros((len(idx), width), dtype=torch.bool)
-        adv_rows, weight_rows, samp_rows, temp_rows = [], [], [], []
-        for row, i in enumerate(idx):
-            s = batch.samples[i]
-            n_p, n_c = len(s.prompt_token_ids), len(s.completion_token_ids)
-            ids[row, : n_p + n_c] = torch.tensor(seqs[i])
-            attn[row, : n_p + n_c] = 1
-            resp[row, n_p : n_p + n_c] = True
-            adv_rows.append(torch.full((n_c,), advantages[i]))
-            weight_rows.append(torch.full((n_c,), weights[i]))
-            temp_rows.append(torch.full((n_c,), s.temperature))
-            lps = s.sampling_logprobs
-            samp_rows.append(torch.tensor(lps) if lps is not None else torch.full((n_c,), math.nan))
-        dev = self.device
-        ids, attn, resp = ids.to(dev), attn.to(dev), resp.to(dev)
-        # Row-major order of the masked positions matches the concatenation order below.
-        adv = torch.cat(adv_rows).to(dev, torch.float32)
-        token_weight = torch.cat(weight_rows).to(dev, torch.float32)
-        sampling = torch.cat(samp_rows).to(dev, torch.float32)
-        temps = torch.cat(temp_rows).to(dev, torch.float32)
+        mb = micro_batch(rows, self.pad_id, self.attention).to(self.device)
+        samples = [batch.samples[i] for i in mb.samples]
+
+        def per_token(values: list[float]) -> torch.Tensor:
+            """A sample's value repeated over its completion tokens, in the micro-batch's order."""
+            return torch.cat(
+                [
+                    torch.full((len(s.completion_token_ids),), v)
+                    for s, v in zip(samples, values, strict=True)
+                ]
+            ).to(self.device, torch.float32)
+
+        adv = per_token([advantages[i] for i in mb.samples])
+        token_weight = per_token([weights[i] for i in mb.samples])
+        temps = per_token([s.temperature for s in samples])
+        sampling = torch.cat(
+            [
+                torch.tensor(s.sampling_logprobs)
+                if s.sampling_logprobs is not None
+                else torch.full((len(s.completion_token_ids),), math.nan)
+                for s in samples
+            ]
+        ).to(self.device, torch.float32)
 
         bonus = loss_cfg.entropy_coef != 0.0
         with self._autocast():
             # Every log-prob (pi_theta, pi_old, pi_ref) at the sample's sampling temperature.
             if self.forward is not None:
-                stats = TokenStats(
-                    *self.forward(ids, attn, resp, entropy_grad=bonus, temperature=temps)
-                )
+                stats = TokenStats(*self.forward(mb, entropy_grad=bonus, temperature=temps))
             else:
-                stats = response_token_stats(
-                    self.model, ids, attn, resp, entropy_grad=bonus, temperature=temps
-                )
+                stats = response_token_stats(self.model, mb, entropy_grad=bonus, temperature=temps)
             ref_logp = None
             if self.ref_forward is not None and loss_cfg.kl_coef:
                 with torch.no_grad():
-                    ref_logp = self.ref_forward(
-                        ids, attn, resp, with_entropy=False, temperature=temps
-                    )[0]
+                    ref_logp = self.ref_forward(mb, with_entropy=False, temperature=temps)[0]
             elif self.ref_model is not None and loss_cfg.kl_coef:
                 with torch.no_grad():
                     ref = response_token_stats(
-                        self.ref_model, ids, attn, resp, with_entropy=False, temperature=temps
+                        self.ref_model, mb, with_entropy=False, temperature=temps
                     )
                     ref_logp = ref.logp
         # One update per batch: the parameters that produced `logp` are pi_old, so the old
@@ -326,3 +333,11 @@ class Updater:
         return policy_loss(
             stats.logp, old_logp, sampling, adv, stats.entropy, ref_logp, loss_cfg, token_weight
         )
+
+
+def attention_implementation(model: Any) -> str:
+    """The model's attention kernel ("sdpa", "eager", "flash_attention_2", ...); the FSDP root
+    and PEFT wrappers are looked through."""
+    inner = getattr(model, "model", model) if not hasattr(model, "config") else model
+    config = getattr(inner, "config", None)
+    return str(getattr(config, "_attn_implementation", None) or "sdpa")
