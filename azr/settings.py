@@ -330,6 +330,11 @@ class LoopSettings(BaseModel):
         None,
         description="seed tasks (JSONL; validated by the executor) instead of the identity seed",
     )
+    heldout_file: str | None = Field(
+        None,
+        description="another run's held-out set to reuse (its runs/<id>/heldout.jsonl; validated "
+        "by the executor) instead of drawing one; heldout_tasks_per_type is then not used",
+    )
     weights_timeout_s: float = Field(
         1800.0, description="how long a step waits for the trainer's next version before failing"
     )

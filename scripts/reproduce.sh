@@ -40,6 +40,9 @@ LR=${LR:-1e-5}
 K_REFS=${K_REFS:-0}
 SEED_TASKS=${SEED_TASKS:-32}
 HELDOUT=${HELDOUT:-96}
+# another run's held-out set (its runs/1/heldout.jsonl, or docs/results-data/<run>/heldout.jsonl):
+# held out again instead of drawn, so the two runs compare on one yardstick; HELDOUT is then unused
+HELDOUT_FILE=${HELDOUT_FILE:-}
 SEED_BATCH=${SEED_BATCH:-32}
 SEED_ROUNDS=${SEED_ROUNDS:-36}
 INDIST_EVERY=${INDIST_EVERY:-4}
@@ -60,7 +63,7 @@ echo "== settings: task_types=$TASK_TYPES steps=$STEPS batch=$BATCH propose_batc
     "solver_samples=$SOLVER_SAMPLES solver_baseline=$SOLVER_BASELINE solver_reward=$SOLVER_REWARD" \
     "loss_aggregation=$LOSS_AGGREGATION train_roles=$TRAIN_ROLES" \
     "max_tokens=$MAX_TOKENS temperature=$TEMPERATURE lr=$LR k_refs=$K_REFS" \
-    "seed=$SEED_TASKS heldout=$HELDOUT engine=$ENGINE"
+    "seed=$SEED_TASKS heldout=${HELDOUT_FILE:-$HELDOUT} engine=$ENGINE"
 # the CPU decides a CPU run's speed: run 7's settings took 73 minutes on one 2-core machine and
 # would have taken hours on another (docs/results.md, run 8), so every run records it
 machine=$("$BIN/python" -m azr.common.hardware)
@@ -70,6 +73,8 @@ mkdir -p "$OUT" && echo "$machine" > "$OUT/machine.txt"
 
 if [ "${PHASE:-all}" != eval ]; then
     echo "== seeding and self-play ($(date -u +%H:%M:%S))"
+    reuse=()
+    [ -z "$HELDOUT_FILE" ] || reuse=(--set heldout_file="$(realpath "$HELDOUT_FILE")")
     "$BIN/azr" up --run --steps "$STEPS" --batch-size "$BATCH" --n-rollouts "$ROLLOUTS" \
         --max-tokens "$MAX_TOKENS" --temperature "$TEMPERATURE" --k-references "$K_REFS" \
         --lr "$LR" --seed-tasks-per-type "$SEED_TASKS" --heldout-tasks-per-type "$HELDOUT" \
@@ -78,6 +83,7 @@ if [ "${PHASE:-all}" != eval ]; then
         --set solver_samples="$SOLVER_SAMPLES" --set solver_baseline="$SOLVER_BASELINE" \
         --set propose_batch_size="$PROPOSE_BATCH" --set solver_max_new="$SOLVER_MAX_NEW" \
         --set loss_aggregation="$LOSS_AGGREGATION" --set solver_reward="$SOLVER_REWARD" \
+        "${reuse[@]}" \
         --set train_roles="[\"${TRAIN_ROLES//,/\",\"}\"]"
 fi
 

@@ -98,6 +98,7 @@ class Orchestrator:
         *,
         gate: Gate = _no_gate,
         seed_tasks: list[Task] | None = None,
+        heldout_tasks: list[Task] | None = None,
         on_step: Callable[[dict[str, Any]], None] | None = None,
         weights_timeout_s: float = 1800.0,
         poll_s: float = 0.5,
@@ -109,6 +110,7 @@ class Orchestrator:
         self.journal = journal
         self.gate = gate
         self.seed_tasks = seed_tasks
+        self.heldout_tasks = heldout_tasks  # another run's held-out set, reused
         self.on_step = on_step
         self.weights_timeout_s = weights_timeout_s
         self.poll_s = poll_s
@@ -155,7 +157,8 @@ class Orchestrator:
             return
         self.p.buffers.seed(self._seed_tasks())
         cfg = self.cfg
-        heldout = self.p.heldout if cfg.heldout_tasks_per_type > 0 else None
+        reuse = self.heldout_tasks is not None
+        heldout = self.p.heldout if cfg.heldout_tasks_per_type > 0 or reuse else None
         if cfg.seed_tasks_per_type > 0 or heldout is not None:
             # proposals come from the weights being served: the base model before step 1
             self.sync_weights(1)
@@ -167,6 +170,7 @@ class Orchestrator:
                 self.journal.rounds(),
                 gate=self.gate,
                 on_progress=lambda summary: self.p.history.record_step(0, {"seeding": summary}),
+                imported_heldout=self.heldout_tasks,
             )
             summary = stage.run(version)
             self.p.history.record_step(0, {"seeding": summary, "weight_version": version})

@@ -11,6 +11,12 @@ round's tasks are journaled and applied, exactly like a step. Rounds repeat unti
 full or `seed_max_rounds` is reached; a restarted gateway re-applies a journaled round and
 continues from the counts in the database, so a crash loses nothing and adds nothing twice.
 
+A run can reuse another run's held-out set instead of drawing its own (`heldout_file`, the
+JSONL a run exports): round 1 then validates those tasks with the executor (its outputs win,
+tasks that fail are dropped) and holds them out, and the later rounds fill the buffers only.
+Two runs with one held-out set compare on the same yardstick, and the second pays no proposals
+for it.
+
 Departures from the reference: (1) rounds stop at a cap instead of looping forever; (2) a
 deduction/abduction triplet goes into both buffers (as the reference's shared seed pool) but is
 counted per buffer; (3) induction tasks are proposed in the same rounds, from the programs
@@ -63,6 +69,7 @@ class SeedingStage:
         *,
         gate: Callable[[], None] = lambda: None,
         on_progress: Callable[[dict[str, Any]], None] | None = None,
+        imported_heldout: list[Task] | None = None,
     ) -> None:
         self.run_id = run_id
         self.cfg = cfg
@@ -71,7 +78,12 @@ class SeedingStage:
         self.gate = gate
         self.on_progress = on_progress
         self.task_types = [TaskType(t) for t in cfg.task_types]
+        self.imported = None
+        if imported_heldout is not None and ports.heldout is not None:
+            self.imported = [t for t in imported_heldout if t.task_type in self.task_types]
         self.held_target = cfg.heldout_tasks_per_type if ports.heldout is not None else 0
+        if self.imported is not None:  # the reused set is the held-out set, whatever its size
+            self.held_target = 0
         self.totals: dict[str, int] = {"proposed": 0, "valid": 0, "rejected": 0}
 
     # ------------------------------------------------------------------ counts
@@ -114,6 +126,19 @@ class SeedingStage:
         rounds = max(self.journal.last_done(), 0)  # rounds are numbered from 1
         for done in range(1, rounds + 1):  # the totals of rounds applied before a restart
             self._count(self.journal.load(done) or {})
+        if self.imported is not None and rounds == 0:
+            payload = self.journal.pending(1)
+            if payload is None:
+                payload = self.import_heldout(1, self.imported)
+                self.journal.write_pending(1, payload)
+            self.apply(1, payload)
+            rounds = 1
+            log.info(
+                "run %s: held out %s of %s reused tasks (the rest failed validation or repeat)",
+                self.run_id,
+                payload["kept"],
+                payload["imported"],
+            )
         while True:
             self.gate()
             nr = rounds + 1
@@ -148,6 +173,35 @@ class SeedingStage:
         return self.progress(rounds, done=True)
 
     # ------------------------------------------------------------------ one round
+    def import_heldout(self, nr: int, tasks: list[Task]) -> dict[str, Any]:
+        """Round `nr` as the reuse of another run's held-out tasks: validated like proposals
+        (the executor's outputs replace the file's); repeats and programs already in a buffer
+        (the seeds) dropped, so held-out and buffer tasks still never share a program."""
+        items = [(t.task_type, t.source, list(t.inputs), t.message or None) for t in tasks]
+        results = self.p.executor.validate(items) if items else []
+        in_buffers = {
+            dedup.program_key(s.task.program)
+            for tt in TaskType
+            for s in self.p.buffers.snapshot(tt)
+        }
+        seen: set[str] = set()
+        kept: list[Task] = []
+        for task, res in zip(tasks, results, strict=True):
+            tt = task.task_type
+            fp = dedup.task_fingerprint(
+                TaskType.DEDUCTION if tt in PAIRED else tt, task.program, list(task.inputs)
+            )
+            if not res.valid or fp in seen or dedup.program_key(task.program) in in_buffers:
+                continue
+            seen.add(fp)
+            kept.append(dataclasses.replace(task, outputs=tuple(res.outputs)))
+        return {
+            "round": nr,
+            "imported": len(tasks),
+            "kept": len(kept),
+            "tasks": [{"dest": HELDOUT, "task": task_to_json(t)} for t in kept],
+        }
+
     def plan(self, nr: int, needs: dict[TaskType, tuple[int, int]]) -> dict[TaskType, list[Any]]:
         """Per task type, one (destination, references) pair per prompt of this round. The
         held-out share of the prompts follows what is still missing on each side."""

@@ -47,8 +47,9 @@ class _RunThread:
 
 
 def load_seed_file(path: Path) -> list[Task]:
-    """Seed tasks from JSONL: one object per line with task_type, program, inputs (and
-    optionally message, imports). Outputs are recomputed by the executor."""
+    """Seed tasks (or a held-out set to reuse) from JSONL: one object per line with task_type,
+    program, inputs (and optionally message, imports). Outputs are recomputed by the
+    executor."""
     tasks: list[Task] = []
     for n, line in enumerate(Path(path).read_text().splitlines(), 1):
         if not line.strip():
@@ -205,6 +206,8 @@ class LoopRunner:
             cfg, _ = self.loop_settings(run_id)
             seed_file = cfg.seed_file
             seeds = load_seed_file(Path(seed_file)) if seed_file else None
+            held = cfg.heldout_file
+            heldout_tasks = load_seed_file(Path(held)) if held else None
             ports = self.ports_factory(run_id, cfg)
             hook = self.on_step
 
@@ -219,6 +222,7 @@ class LoopRunner:
                 StepJournal(self.settings.data_dir, run_id),
                 gate=rt.gate,
                 seed_tasks=seeds,
+                heldout_tasks=heldout_tasks,
                 on_step=on_step,
                 weights_timeout_s=cfg.weights_timeout_s,
             )

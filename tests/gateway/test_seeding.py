@@ -10,6 +10,7 @@ sampled for training.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import uuid
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ import pytest
 import redis
 
 from azr.core.dedup import program_key
-from azr.core.tasks import Answer, Proposal, Task, TaskType
+from azr.core.tasks import IDENTITY_SEED, Answer, Proposal, Task, TaskType
 from azr.loop.journal import StepJournal
 from azr.loop.orchestrator import LoopPorts, Orchestrator
 from azr.loop.ports import AnswerGen, ProposalGen, Sampling
@@ -28,6 +29,7 @@ from azr.settings import LoopSettings, Settings
 from services.evaluation.executor_proc import executor_url
 from services.gateway.heldout import HeldOutStore
 from services.gateway.loop.adapters import HttpExecutor, RedisTrainer, StoreBuffers, StoreHistory
+from services.gateway.runner import load_seed_file
 from services.gateway.store import TaskStore
 
 
@@ -227,3 +229,60 @@ def test_seeding_resumes_a_journaled_round_and_stops_at_the_cap(
     assert writer.propose_calls == calls + 2 * 3
     assert again["rounds"] == 3 and again["proposed"] == summary["proposed"]
     assert (len(buffers.snapshot(TaskType.ABDUCTION)), heldout.counts()) == before
+
+
+def test_a_reused_heldout_set_is_validated_held_out_again_and_never_drawn(
+    executor: HttpExecutor, store: TaskStore, tmp_path: Path, redis_url: str
+) -> None:
+    # run A draws its held-out set and exports it, as `make reproduce` keeps it
+    first_id = store.create_run("first", {})
+    first = HeldOutStore(store.sessions, first_id)
+    ports = SeedPorts(ProgramWriter(seed=7), executor, StoreBuffers(store, first_id), first)
+    ports.buffers.seed([])
+    cfg = LoopSettings(**{**CFG, "task_types": ["deduction", "abduction"]})
+    SeedingStage(first_id, cfg, ports, StepJournal(tmp_path / "a", first_id).rounds()).run(0)
+    exported = first.export(tmp_path / HELDOUT_FILE)
+    drawn = load_seed_file(exported)
+    assert len(drawn) == 6
+    # the file as another run gets it: one gold output forged, one program that fails, one line
+    # repeated, and the identity seed (already in the new run's buffer)
+    forged = dataclasses.replace(drawn[0], outputs=("'forged'",))
+    broken = Task(TaskType.DEDUCTION, "def f(x):\n    return x / 0", ("1",), ("1",))
+    identity = dataclasses.replace(IDENTITY_SEED, inputs=("5",), outputs=("5",))
+    reused = [forged, *drawn[1:], drawn[1], broken, identity]
+
+    run_id = store.create_run("second", {})
+    writer = ProgramWriter(seed=8)
+    buffers = StoreBuffers(store, run_id)
+    heldout = HeldOutStore(store.sessions, run_id)
+    ports = LoopPorts(
+        writer,
+        executor,
+        buffers,
+        RedisTrainer(redis.Redis.from_url(redis_url), _settings(tmp_path, redis_url)),
+        StoreHistory(store, run_id),
+        heldout,
+    )
+    # heldout_tasks_per_type 0: the reused set alone decides the held-out set
+    cfg = LoopSettings(
+        **{**CFG, "task_types": ["deduction", "abduction"], "heldout_tasks_per_type": 0}
+    )
+    journal = StepJournal(tmp_path / "b", run_id)
+    orch = Orchestrator(run_id, cfg, ports, journal, heldout_tasks=reused)
+    orch.base_version = 0
+    orch.seed()
+
+    # exactly run A's tasks, with the executor's outputs (the forged one corrected)
+    got = {(t.task_type, t.program, t.inputs, t.outputs) for t in heldout.tasks()}
+    assert got == {(t.task_type, t.program, t.inputs, t.outputs) for t in drawn}
+    rounds = journal.rounds()
+    assert (rounds.load(1) or {})["kept"] == 6 and (rounds.load(1) or {})["imported"] == 9
+    # no proposal was held out: every later round filled the buffers only
+    assert all(
+        d["dest"] == "buffer"
+        for r in range(2, rounds.last_done() + 1)
+        for d in (rounds.load(r) or {})["tasks"]
+    )
+    assert len(buffers.snapshot(TaskType.DEDUCTION)) >= 6
+    assert not _buffer_keys(buffers) & heldout.program_keys()
+    assert (journal.dir / HELDOUT_FILE).read_text().count("\n") == 6
