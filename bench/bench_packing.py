@@ -17,11 +17,9 @@ import argparse
 import copy
 import random
 import statistics
-import tempfile
-from pathlib import Path
 
 import torch
-from bench_trainer import timed  # the script folder is on sys.path
+from bench_trainer import bench_model, timed  # the script folder is on sys.path
 
 from azr.contracts.trainer import RewardBatch, RewardSample
 from azr.core.tasks import Role, TaskType
@@ -62,16 +60,7 @@ def main() -> None:
     args = ap.parse_args()
 
     dev = pick_device("auto")
-    if args.tiny:
-        from azr.common.model import build_tiny_model
-
-        model_dir = build_tiny_model(Path(tempfile.mkdtemp(prefix="azr-bench-")) / "tiny")
-        label = "tiny random Llama (fallback)"
-    else:
-        from azr.common.model import prepare_default_model
-
-        model_dir = prepare_default_model()
-        label = "SmolLM2-135M-Instruct"
+    model_dir, label = bench_model(args.tiny)
     base = load_model(model_dir, dev)
     vocab = base.get_input_embeddings().weight.shape[0]
     batch = solver_batch(args.tasks, args.answers, args.prompt, vocab, seed=0)

@@ -71,6 +71,19 @@ def bare_step(
     opt.zero_grad(set_to_none=True)
 
 
+def bench_model(tiny: bool) -> tuple[Path, str]:
+    """The model folder a trainer benchmark runs on, and its label: the default model, or the
+    tiny random Llama as a labelled fallback."""
+    if tiny:
+        from azr.common.model import build_tiny_model
+
+        path = build_tiny_model(Path(tempfile.mkdtemp(prefix="azr-bench-")) / "tiny")
+        return path, "tiny random Llama (fallback)"
+    from azr.common.model import prepare_default_model
+
+    return prepare_default_model(), "SmolLM2-135M-Instruct"
+
+
 def timed(fn: Any, dev: torch.device) -> float:
     if dev.type == "cuda":
         torch.cuda.synchronize()
@@ -96,16 +109,7 @@ def main() -> None:
     prompt = args.prompt or (256 if cuda else 128)
     completion = args.completion or (256 if cuda else 128)
 
-    if args.tiny:
-        from azr.common.model import build_tiny_model
-
-        model_dir = build_tiny_model(Path(tempfile.mkdtemp(prefix="azr-bench-")) / "tiny")
-        label = "tiny random Llama (fallback)"
-    else:
-        from azr.common.model import prepare_default_model
-
-        model_dir = prepare_default_model()
-        label = "SmolLM2-135M-Instruct"
+    model_dir, label = bench_model(args.tiny)
     base = load_model(model_dir, dev)
     vocab = base.get_input_embeddings().weight.shape[0]
     batch = make_batch(seqs, prompt, completion, vocab, seed=0)
