@@ -19,14 +19,12 @@ import random
 import statistics
 
 import torch
-from bench_trainer import bench_model, timed  # the script folder is on sys.path
+from bench_trainer import bench_model, settings_updater, timed  # the script folder is on sys.path
 
 from azr.contracts.trainer import RewardBatch, RewardSample
 from azr.core.tasks import Role, TaskType
 from azr.settings import TrainerSettings
-from services.trainer.loss import LossConfig
-from services.trainer.policy import autocast_dtype, load_model, make_optimizer, pick_device
-from services.trainer.update import Updater
+from services.trainer.policy import autocast_dtype, load_model, pick_device
 
 
 def solver_batch(tasks: int, answers: int, prompt_len: int, vocab: int, seed: int) -> RewardBatch:
@@ -66,21 +64,12 @@ def main() -> None:
     batch = solver_batch(args.tasks, args.answers, args.prompt, vocab, seed=0)
     cfg = TrainerSettings()  # the trainer's defaults (micro-batch budget included)
     amp = autocast_dtype(cfg.autocast, dev)
-    loss_cfg = LossConfig(cfg.clip_ratio, cfg.entropy_coef, cfg.kl_coef, cfg.tis_cap)
-    updaters = {}
-    for pack in (False, True):
-        model = copy.deepcopy(base)
-        updaters[pack] = Updater(
-            model,
-            make_optimizer(model, cfg, dev),
-            loss_cfg,
-            cfg.micro_batch_tokens,
-            cfg.grad_clip,
-            dev,
-            amp,
-            solver_baseline="task",
-            pack_prompts=pack,
+    updaters = {
+        pack: settings_updater(
+            copy.deepcopy(base), cfg, dev, amp, solver_baseline="task", pack_prompts=pack
         )
+        for pack in (False, True)
+    }
     del base
     times: dict[bool, list[float]] = {False: [], True: []}
     forward_tokens: dict[bool, float] = {}

@@ -84,6 +84,18 @@ def bench_model(tiny: bool) -> tuple[Path, str]:
     return prepare_default_model(), "SmolLM2-135M-Instruct"
 
 
+def settings_updater(
+    model: Any, cfg: TrainerSettings, dev: torch.device, amp: Any, **options: Any
+) -> Updater:
+    """`Updater` with the trainer's loss, budget, clip and AdamW from `cfg`; `options` are
+    Updater's keyword settings (solver_baseline, pack_prompts, ...)."""
+    loss_cfg = LossConfig(cfg.clip_ratio, cfg.entropy_coef, cfg.kl_coef, cfg.tis_cap)
+    optimizer = make_optimizer(model, cfg, dev)
+    return Updater(
+        model, optimizer, loss_cfg, cfg.micro_batch_tokens, cfg.grad_clip, dev, amp, **options
+    )
+
+
 def timed(fn: Any, dev: torch.device) -> float:
     if dev.type == "cuda":
         torch.cuda.synchronize()
@@ -121,16 +133,7 @@ def main() -> None:
     bare_opt = make_optimizer(bare_model, cfg, dev)
     model = copy.deepcopy(base)
     del base
-    loss_cfg = LossConfig(cfg.clip_ratio, cfg.entropy_coef, cfg.kl_coef, cfg.tis_cap)
-    updater = Updater(
-        model,
-        make_optimizer(model, cfg, dev),
-        loss_cfg,
-        cfg.micro_batch_tokens,
-        cfg.grad_clip,
-        dev,
-        amp,
-    )
+    updater = settings_updater(model, cfg, dev, amp)
     # Interleaved (bare, trainer, bare, trainer, ...): on a shared machine the load changes
     # over a run, and alternating exposes both paths to the same conditions.
     bare: list[float] = []

@@ -122,6 +122,22 @@ CFG = {
 }
 
 
+def _loop_ports(
+    store: TaskStore,
+    run_id: int,
+    writer: ProgramWriter,
+    executor: HttpExecutor,
+    settings: Settings,
+) -> tuple[LoopPorts, StoreBuffers, HeldOutStore]:
+    """The loop's ports for one run over the real stores, with its buffers and held-out set."""
+    buffers = StoreBuffers(store, run_id)
+    heldout = HeldOutStore(store.sessions, run_id)
+    assert settings.redis_url is not None
+    trainer = RedisTrainer(redis.Redis.from_url(settings.redis_url), settings)
+    ports = LoopPorts(writer, executor, buffers, trainer, StoreHistory(store, run_id), heldout)
+    return ports, buffers, heldout
+
+
 def _buffer_keys(buffers: StoreBuffers) -> set[str]:
     return {program_key(s.task.program) for tt in TaskType for s in buffers.snapshot(tt)}
 
@@ -132,16 +148,7 @@ def test_seeding_fills_buffers_and_heldout_never_reaches_training(
     settings = _settings(tmp_path, redis_url)
     run_id = store.create_run("seeding", {})
     writer = ProgramWriter(seed=3)
-    buffers = StoreBuffers(store, run_id)
-    heldout = HeldOutStore(store.sessions, run_id)
-    ports = LoopPorts(
-        writer,
-        executor,
-        buffers,
-        RedisTrainer(redis.Redis.from_url(redis_url), settings),
-        StoreHistory(store, run_id),
-        heldout,
-    )
+    ports, buffers, heldout = _loop_ports(store, run_id, writer, executor, settings)
     cfg = LoopSettings(**CFG)
     journal = StepJournal(settings.data_dir, run_id)
     orch = Orchestrator(run_id, cfg, ports, journal)
@@ -237,10 +244,10 @@ def test_a_reused_heldout_set_is_validated_held_out_again_and_never_drawn(
     # run A draws its held-out set and exports it, as `make reproduce` keeps it
     first_id = store.create_run("first", {})
     first = HeldOutStore(store.sessions, first_id)
-    ports = SeedPorts(ProgramWriter(seed=7), executor, StoreBuffers(store, first_id), first)
-    ports.buffers.seed([])
+    seed_ports = SeedPorts(ProgramWriter(seed=7), executor, StoreBuffers(store, first_id), first)
+    seed_ports.buffers.seed([])
     cfg = LoopSettings(**{**CFG, "task_types": ["deduction", "abduction"]})
-    SeedingStage(first_id, cfg, ports, StepJournal(tmp_path / "a", first_id).rounds()).run(0)
+    SeedingStage(first_id, cfg, seed_ports, StepJournal(tmp_path / "a", first_id).rounds()).run(0)
     exported = first.export(tmp_path / HELDOUT_FILE)
     drawn = load_seed_file(exported)
     assert len(drawn) == 6
@@ -253,16 +260,8 @@ def test_a_reused_heldout_set_is_validated_held_out_again_and_never_drawn(
 
     run_id = store.create_run("second", {})
     writer = ProgramWriter(seed=8)
-    buffers = StoreBuffers(store, run_id)
-    heldout = HeldOutStore(store.sessions, run_id)
-    ports = LoopPorts(
-        writer,
-        executor,
-        buffers,
-        RedisTrainer(redis.Redis.from_url(redis_url), _settings(tmp_path, redis_url)),
-        StoreHistory(store, run_id),
-        heldout,
-    )
+    settings = _settings(tmp_path, redis_url)
+    ports, buffers, heldout = _loop_ports(store, run_id, writer, executor, settings)
     # heldout_tasks_per_type 0: the reused set alone decides the held-out set
     cfg = LoopSettings(
         **{**CFG, "task_types": ["deduction", "abduction"], "heldout_tasks_per_type": 0}
