@@ -269,6 +269,12 @@ class LoopSettings(BaseModel):
         description="newest tasks (last step's) first in a solver batch at most, the rest drawn "
         "uniformly from the buffer; 0: batch_size (the reference's max_new)",
     )
+    solver_skip_echo: bool = Field(
+        False,
+        description="keep tasks whose every output equals its input out of solver batches and "
+        "proposer references (they stay in the buffer); such tasks reward copying the prompt. "
+        "Off: the reference, which trains on every validated task",
+    )
     n_rollouts: int = Field(
         8, ge=1, le=64, description="solver rollouts per proposal for learnability"
     )

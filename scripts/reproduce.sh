@@ -30,6 +30,7 @@ STEPS=${STEPS:-28}
 BATCH=${BATCH:-8}
 PROPOSE_BATCH=${PROPOSE_BATCH:-0}  # proposals per step; 0: BATCH
 SOLVER_MAX_NEW=${SOLVER_MAX_NEW:-0}  # last step's tasks first in a solver batch, at most; 0: BATCH
+SKIP_ECHO=${SKIP_ECHO:-false}  # true: tasks whose output is their input never enter a solver batch
 SOLVER_SAMPLES=${SOLVER_SAMPLES:-8}
 SOLVER_BASELINE=${SOLVER_BASELINE:-task}
 SOLVER_REWARD=${SOLVER_REWARD:-binary}
@@ -61,7 +62,7 @@ export AZR_INFERENCE__VLLM_ENFORCE_EAGER=${AZR_INFERENCE__VLLM_ENFORCE_EAGER:-tr
 export AZR_PROMPTS__PROPOSE_PROFILE=${AZR_PROMPTS__PROPOSE_PROFILE:-opener-think}
 export AZR_PROMPTS__SOLVE_PROFILE=${AZR_PROMPTS__SOLVE_PROFILE:-opener-think}
 
-echo "== settings: task_types=$TASK_TYPES steps=$STEPS batch=$BATCH propose_batch=$PROPOSE_BATCH solver_max_new=$SOLVER_MAX_NEW rollouts=$ROLLOUTS" \
+echo "== settings: task_types=$TASK_TYPES steps=$STEPS batch=$BATCH propose_batch=$PROPOSE_BATCH solver_max_new=$SOLVER_MAX_NEW skip_echo=$SKIP_ECHO rollouts=$ROLLOUTS" \
     "solver_samples=$SOLVER_SAMPLES solver_baseline=$SOLVER_BASELINE solver_reward=$SOLVER_REWARD" \
     "loss_aggregation=$LOSS_AGGREGATION train_roles=$TRAIN_ROLES" \
     "max_tokens=$MAX_TOKENS temperature=$TEMPERATURE lr=$LR k_refs=$K_REFS" \
@@ -85,6 +86,7 @@ if [ "${PHASE:-all}" != eval ]; then
         --set solver_samples="$SOLVER_SAMPLES" --set solver_baseline="$SOLVER_BASELINE" \
         --set propose_batch_size="$PROPOSE_BATCH" --set solver_max_new="$SOLVER_MAX_NEW" \
         --set loss_aggregation="$LOSS_AGGREGATION" --set solver_reward="$SOLVER_REWARD" \
+        --set solver_skip_echo="$SKIP_ECHO" \
         "${reuse[@]}" \
         --set train_roles="[\"${TRAIN_ROLES//,/\",\"}\"]"
 fi

@@ -145,6 +145,27 @@ def is_trivial_program(task: Task) -> str | None:
     return _classify_outputs(task)
 
 
+def echoes_input(task: Task) -> bool:
+    """True when every output of ``task`` equals its input: an answer copied from the prompt
+    solves it (deduction: the input as the output; abduction: the output as the input), so
+    training on it rewards copying, not reasoning. Values compare as literals (same type), text
+    as stripped strings where one side is not a literal; a program that is just ``return x`` is
+    an echo whatever its inputs are written as (``dict(a=1)`` is no literal)."""
+    pairs = list(zip(task.inputs, task.outputs, strict=False))
+    if not pairs:
+        return False
+    if all(_same_text_or_value(i, o) for i, o in pairs):
+        return True
+    return is_trivial_program(task) == "identity"
+
+
+def _same_text_or_value(a: str, b: str) -> bool:
+    (ok_a, va), (ok_b, vb) = _literal(a), _literal(b)
+    if ok_a and ok_b:
+        return _same(va, vb)
+    return a.strip() == b.strip()
+
+
 def _classify_outputs(task: Task) -> str | None:
     pairs = list(zip(task.inputs, task.outputs, strict=False))
     if len(pairs) < 2 or len(set(task.inputs)) < 2:

@@ -292,15 +292,15 @@ class Orchestrator:
         rng = random.Random(f"{self.cfg.seed}:{self.run_id}:{step}:{tt.value}:refs")
         if tt == TaskType.INDUCTION:
             # one program per prompt, from deduction + abduction (reference §6.4)
-            ded = [s.task for s in self._snapshot(TaskType.DEDUCTION)]
-            abd = [s.task for s in self._snapshot(TaskType.ABDUCTION)]
+            ded = [s.task for s in self._trainable(TaskType.DEDUCTION)]
+            abd = [s.task for s in self._trainable(TaskType.ABDUCTION)]
             if not ded and not abd:
                 return []
             return [
                 [sampling.sample_induction_program(ded, abd, rng)]
                 for _ in range(self.cfg.proposals_per_step)
             ]
-        pool = [s.task for s in self._snapshot(tt)]
+        pool = [s.task for s in self._trainable(tt)]
         return [
             sampling.sample_references(pool, self.cfg.k_references, rng)
             for _ in range(self.cfg.proposals_per_step)
@@ -310,6 +310,15 @@ class Orchestrator:
         if tt not in self._snapshots:
             self._snapshots[tt] = self.p.buffers.snapshot(tt)
         return self._snapshots[tt]
+
+    def _trainable(self, tt: TaskType) -> list[StoredTask]:
+        """The buffer as solver batches and references draw from it: without the echo tasks when
+        `solver_skip_echo` is on, unless nothing else is there yet (the identity seed is one)."""
+        pool = self._snapshot(tt)
+        if not self.cfg.solver_skip_echo:
+            return pool
+        kept = [s for s in pool if not core_rewards.echoes_input(s.task)]
+        return kept or pool
 
     def validate(self, out: StepOutcome) -> None:
         todo: list[ScoredProposal] = []
@@ -389,9 +398,9 @@ class Orchestrator:
 
     def solver_batch(self, step: int, tt: TaskType) -> list[StoredTask]:
         """Last step's new tasks (at most `solver_max_new`), topped up uniformly from the whole
-        buffer (§6.5). The buffer is the one from the start of the step: the solver lags the
+        buffer (§6.5; echo tasks left out under `solver_skip_echo`). The buffer is the one from the start of the step: the solver lags the
         proposer by one step."""
-        pool = self._snapshot(tt)
+        pool = self._trainable(tt)
         recent = [s for s in pool if s.step >= step - 1]
         rng = random.Random(f"{self.cfg.seed}:{self.run_id}:{step}:{tt.value}:solve")
         max_new = self.cfg.solver_max_new or None

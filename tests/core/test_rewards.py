@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from azr.core.rewards import is_trivial_program, learnability, proposer_reward, solver_reward
+from azr.core.rewards import (
+    echoes_input,
+    is_trivial_program,
+    learnability,
+    proposer_reward,
+    solver_reward,
+)
 from azr.core.tasks import IDENTITY_INDUCTION_SEED, IDENTITY_SEED, Task, TaskType
 
 
@@ -80,3 +86,19 @@ def test_trivial_from_outputs() -> None:
     flag = "def f(x):\n    out = bool(x)\n    return out"
     assert is_trivial_program(_task(flag, ("1", "True"), ("True", "True"))) == "constant"
     assert is_trivial_program(_task(flag, ("1", "0"), ("True", "False"))) is None
+
+
+def test_echo_tasks_are_those_an_answer_copied_from_the_prompt_solves() -> None:
+    # Not trivial as a program, yet on this input the output is the input: copying wins.
+    ordered = "def f(xs):\n    return sorted(xs)"
+    assert echoes_input(_task(ordered, ("[1, 2, 3]",), ("[1,2,3]",)))
+    assert not echoes_input(_task(ordered, ("[3, 1]",), ("[1, 3]",)))
+    assert echoes_input(IDENTITY_SEED) and echoes_input(IDENTITY_INDUCTION_SEED)
+    # Induction: every pair must echo; one that does not makes copying fail.
+    assert not echoes_input(_task(ordered, ("[1, 2]", "[2, 1]"), ("[1, 2]", "[1, 2]")))
+    # Same value, different type (1 and True, 1 and 1.0) is no echo; text that is not a
+    # literal compares as stripped text.
+    assert not echoes_input(_task("def f(x):\n    return x == 1", ("1",), ("True",)))
+    assert not echoes_input(_task("def f(x):\n    return x * 1.0", ("1",), ("1.0",)))
+    assert echoes_input(_task("def f(x):\n    return x", ("nan ",), ("nan",)))
+    assert not echoes_input(_task(ordered, (), ()))

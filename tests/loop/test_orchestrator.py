@@ -329,3 +329,46 @@ def test_solver_max_new_caps_the_newest_tasks_in_a_solver_batch(tmp_path: Path) 
             counts[max_new].append(sum(t.id in new_ids for t in batch))
     assert counts[0] == [4] * 30
     assert all(c >= 1 for c in counts[1]) and sum(counts[1]) / 30 < 2
+
+
+def test_solver_skip_echo_keeps_tasks_whose_output_is_their_input_out_of_training(
+    tmp_path: Path,
+) -> None:
+    """Under `solver_skip_echo` neither a solver batch nor a proposer's references hold a task
+    whose output equals its input (the input-echo shortcut of docs/results.md, runs 8 and 9);
+    they stay in the buffer. Off (the reference), they are drawn like any other task. With only
+    echo tasks in the buffer (the identity seed at the start) they are drawn anyway."""
+    echo = [
+        Task(
+            TaskType.DEDUCTION,
+            "def f(xs):\n    return sorted(xs)",
+            [f"[{i}, {i + 1}]"],
+            [f"[{i}, {i + 1}]"],
+        )
+        for i in range(6)
+    ]
+    other = [
+        Task(TaskType.DEDUCTION, f"def f(x):\n    return x + {i}", ["1"], [str(i + 1)])
+        for i in range(1, 7)
+    ]
+    buffers = MemoryBuffers()
+    buffers.seed(echo + other)
+    programs_drawn: dict[bool, set[str]] = {True: set(), False: set()}
+    for skip in (True, False):
+        for seed in range(10):
+            cfg = _cfg(batch_size=6, k_references=4, solver_skip_echo=skip, seed=seed)
+            orch, _ = _orch(
+                tmp_path / f"{skip}-{seed}", cfg, ScriptedInference({}), buffers=buffers
+            )
+            batch = [s.task for s in orch.solver_batch(1, TaskType.DEDUCTION)]
+            refs = [t for group in orch.references(1, TaskType.DEDUCTION) for t in group]
+            assert len(batch) == 6
+            programs_drawn[skip].update(t.inputs[0] for t in batch + refs if t in echo)
+    assert programs_drawn[True] == set()
+    assert len(programs_drawn[False]) >= 3
+
+    only_echo = MemoryBuffers()
+    only_echo.seed(echo[:2])
+    cfg = _cfg(batch_size=3, solver_skip_echo=True)
+    orch, _ = _orch(tmp_path / "only", cfg, ScriptedInference({}), buffers=only_echo)
+    assert len(orch.solver_batch(1, TaskType.DEDUCTION)) == 3
