@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Sequence
 
 from azr.core.parsing import quiet_parse_module
-from azr.core.tasks import Task
+from azr.core.tasks import Task, TaskType
 from azr.settings import SolverRewardScheme
 
 BAD_FORMAT_REWARD = -1.0
@@ -157,6 +157,19 @@ def echoes_input(task: Task) -> bool:
     if all(_same_text_or_value(i, o) for i, o in pairs):
         return True
     return is_trivial_program(task) == "identity"
+
+
+def copies_prompt(task: Task, answer: str) -> bool:
+    """True when a deduction answer is the task's input or an abduction answer its output: the
+    input-echo shortcut (docs/results.md, runs 7-9), right only on tasks that `echoes_input`.
+    Induction answers are programs and never count."""
+    if not answer or not task.inputs or not task.outputs:
+        return False
+    if task.task_type is TaskType.DEDUCTION:
+        return _same_text_or_value(answer, task.inputs[0])
+    if task.task_type is TaskType.ABDUCTION:
+        return _same_text_or_value(answer, task.outputs[0])
+    return False
 
 
 def _same_text_or_value(a: str, b: str) -> bool:

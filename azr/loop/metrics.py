@@ -8,6 +8,7 @@ from typing import Any
 
 from prometheus_client import Gauge
 
+from azr.core.rewards import copies_prompt, echoes_input
 from azr.core.tasks import Role, TaskType, group_key
 
 from . import signals
@@ -93,6 +94,11 @@ def group_metrics(outcome: StepOutcome) -> dict[str, dict[str, float]]:
             ),
             "tokens": sum(len(a.gen.completion_token_ids) for a in answers),
             "staleness": float(outcome.staleness),
+            # the input-echo shortcut: answers that copy the prompt, tasks on which that is right
+            "echo_answer_share": _rate(
+                sum(1 for a in answers if copies_prompt(a.task, a.gen.answer.value)), len(answers)
+            ),
+            "echo_task_share": _rate(sum(1 for a in answers if echoes_input(a.task)), len(answers)),
         }
     return out
 

@@ -168,6 +168,7 @@ def print_summary(run: dict[str, Any], metrics: dict[str, Any], console: Any = N
         "learnability": "learnab.",
         "format_error_rate": "fmt err",
         "answer_closed_rate": "closed",
+        "echo_answer_share": "echo",
     }
     table.add_column("task/role", no_wrap=True)
     for name, _, _ in PLOTS:

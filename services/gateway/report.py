@@ -23,6 +23,7 @@ PLOTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("learnability", ("propose",), "learnability"),
     ("format_error_rate", ROLES, "format-error rate"),
     ("answer_closed_rate", ROLES, "answers closed by the service"),
+    ("echo_answer_share", ("solve",), "answers that copy the prompt (input echo)"),
 )
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from azr.core.rewards import (
+    copies_prompt,
     echoes_input,
     is_trivial_program,
     learnability,
@@ -102,3 +103,13 @@ def test_echo_tasks_are_those_an_answer_copied_from_the_prompt_solves() -> None:
     assert not echoes_input(_task("def f(x):\n    return x * 1.0", ("1",), ("1.0",)))
     assert echoes_input(_task("def f(x):\n    return x", ("nan ",), ("nan",)))
     assert not echoes_input(_task(ordered, (), ()))
+
+
+def test_an_answer_copies_the_prompt_when_it_repeats_what_the_task_shows() -> None:
+    double = "def f(x):\n    return x * 2"
+    deduction = Task(TaskType.DEDUCTION, double, ("(1, 2)",), ("(1, 2, 1, 2)",))
+    assert copies_prompt(deduction, "(1,2)") and not copies_prompt(deduction, "(1, 2, 1, 2)")
+    abduction = Task(TaskType.ABDUCTION, double, ("3",), ("6",))
+    assert copies_prompt(abduction, "6") and not copies_prompt(abduction, "3")
+    induction = Task(TaskType.INDUCTION, double, ("3",), ("6",), message="doubles")
+    assert not copies_prompt(induction, "3") and not copies_prompt(deduction, "")

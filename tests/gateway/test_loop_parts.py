@@ -154,6 +154,18 @@ def test_raw_samples_keep_the_first_responses_of_each_group_with_their_scores() 
     assert prop["answer_closed_rate"] == pytest.approx(1 / 4)
 
 
+def test_solver_metrics_count_answers_that_copy_the_input_and_tasks_where_that_is_right() -> None:
+    out = _outcome()
+    echo_task = _task("def f(xs):\n    return sorted(xs)", "[1, 2]", "[1, 2]")
+    out.answers[TaskType.DEDUCTION] += [
+        ScoredAnswer(_agen(TaskType.DEDUCTION, "[1,2]"), echo_task, 2, correct=True),
+        ScoredAnswer(_agen(TaskType.DEDUCTION, "3"), _task(), 1),  # the input of f(x) = 2x
+    ]
+    solve = loop_metrics.step_metrics(out)["groups"]["deduction/solve"]
+    assert solve["echo_answer_share"] == pytest.approx(2 / 5)
+    assert solve["echo_task_share"] == pytest.approx(1 / 5)
+
+
 def test_journal_survives_reopening(tmp_path: Path) -> None:
     j = StepJournal(tmp_path, 5)
     assert j.last_done() == -1 and j.pending(1) is None

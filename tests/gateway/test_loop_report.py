@@ -42,6 +42,7 @@ def test_report_plots_and_summarises_recorded_steps(tmp_path: Path) -> None:
             "learnability.png",
             "format_error_rate.png",
             "answer_closed_rate.png",
+            "echo_answer_share.png",
             "timings.png",
         ]
     )
@@ -94,9 +95,9 @@ def test_summary_table_is_whole_when_written_to_a_pipe(tmp_path: Path) -> None:
     ).stdout
     assert "…" not in text
     solve = next(line for line in text.splitlines() if "deduction/solve" in line)
-    # reward, solved, fmt err and closed rates, first → last, each in full
+    # reward, solved, fmt err, closed and echo rates, first → last, each in full
     assert "-0.17→0.33" in solve and "0.33→0.67" in solve, text
-    assert solve.count("→") == 4
+    assert solve.count("→") == 5
     propose = next(line for line in text.splitlines() if "deduction/propose" in line)
     assert propose.count("→") == 6 and "0.50→0.50" in propose, text
     assert "seeding done (buffer+held-out: ded 8+4)" in text
