@@ -8,6 +8,7 @@
 #   PROPOSE_BATCH=32 ROLLOUTS=16 HELDOUT=192 SEED_ROUNDS=80 make reproduce   # run 8 (70 min)
 #   PROPOSE_BATCH=32 ROLLOUTS=16 SOLVER_MAX_NEW=1 HELDOUT_FILE=docs/results-data/cpu-run-8/heldout.jsonl \
 #     SEED_ROUNDS=40 INDIST_EVERY=7 SAMPLES=8 CRUX_LIMIT=50 make reproduce   # run 9 (AVX2: ~2 h)
+#   the same with SKIP_ECHO=true                                              # run 10 (AVX2: 1 h 47)
 #   GPU=1 make reproduce                # the same run sized for one H100/H200 (docs/results.md)
 #
 # Every setting below can be overridden from the environment (e.g. STEPS=20 make reproduce).
