@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from azr.core.parsing import quiet_parse_module
 from azr.core.tasks import Task, TaskType
+from azr.core.verification import same_value
 from azr.settings import SolverRewardScheme
 
 BAD_FORMAT_REWARD = -1.0
@@ -146,37 +147,30 @@ def is_trivial_program(task: Task) -> str | None:
 
 
 def echoes_input(task: Task) -> bool:
-    """True when every output of ``task`` equals its input: an answer copied from the prompt
-    solves it (deduction: the input as the output; abduction: the output as the input), so
-    training on it rewards copying, not reasoning. Values compare as literals (same type), text
-    as stripped strings where one side is not a literal; a program that is just ``return x`` is
-    an echo whatever its inputs are written as (``dict(a=1)`` is no literal)."""
+    """True when every output of ``task`` equals its input as the grader compares them (Python
+    ``==`` of literals, else the same text): an answer copied from the prompt solves it
+    (deduction: the input as the output; abduction: the output as the input), so training on it
+    rewards copying, not reasoning. A program that is just ``return x`` is an echo whatever its
+    inputs are written as (``dict(a=1)`` is no literal)."""
     pairs = list(zip(task.inputs, task.outputs, strict=False))
     if not pairs:
         return False
-    if all(_same_text_or_value(i, o) for i, o in pairs):
+    if all(same_value(i.strip(), o.strip()) for i, o in pairs):
         return True
     return is_trivial_program(task) == "identity"
 
 
 def copies_prompt(task: Task, answer: str) -> bool:
-    """True when a deduction answer is the task's input or an abduction answer its output: the
-    input-echo shortcut (docs/results.md, runs 7-9), right only on tasks that `echoes_input`.
-    Induction answers are programs and never count."""
+    """True when a deduction answer is the task's input or an abduction answer its output, as
+    the grader compares values: the input-echo shortcut (docs/results.md, runs 7-10), right only
+    on tasks that `echoes_input`. Induction answers are programs and never count."""
     if not answer or not task.inputs or not task.outputs:
         return False
     if task.task_type is TaskType.DEDUCTION:
-        return _same_text_or_value(answer, task.inputs[0])
+        return same_value(answer.strip(), task.inputs[0].strip())
     if task.task_type is TaskType.ABDUCTION:
-        return _same_text_or_value(answer, task.outputs[0])
+        return same_value(answer.strip(), task.outputs[0].strip())
     return False
-
-
-def _same_text_or_value(a: str, b: str) -> bool:
-    (ok_a, va), (ok_b, vb) = _literal(a), _literal(b)
-    if ok_a and ok_b:
-        return _same(va, vb)
-    return a.strip() == b.strip()
 
 
 def _classify_outputs(task: Task) -> str | None:

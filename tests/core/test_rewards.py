@@ -97,10 +97,11 @@ def test_echo_tasks_are_those_an_answer_copied_from_the_prompt_solves() -> None:
     assert echoes_input(IDENTITY_SEED) and echoes_input(IDENTITY_INDUCTION_SEED)
     # Induction: every pair must echo; one that does not makes copying fail.
     assert not echoes_input(_task(ordered, ("[1, 2]", "[2, 1]"), ("[1, 2]", "[1, 2]")))
-    # Same value, different type (1 and True, 1 and 1.0) is no echo; text that is not a
-    # literal compares as stripped text.
-    assert not echoes_input(_task("def f(x):\n    return x == 1", ("1",), ("True",)))
-    assert not echoes_input(_task("def f(x):\n    return x * 1.0", ("1",), ("1.0",)))
+    # As the grader compares: Python == of literals (1 == True == 1.0, so copying 1 is graded
+    # right there; a list is not its tuple), else the same stripped text.
+    assert echoes_input(_task("def f(x):\n    return x == 1", ("1",), ("True",)))
+    assert echoes_input(_task("def f(x):\n    return x * 1.0", ("1",), ("1.0",)))
+    assert not echoes_input(_task("def f(x):\n    return tuple(x)", ("[1, 2]",), ("(1, 2)",)))
     assert echoes_input(_task("def f(x):\n    return x", ("nan ",), ("nan",)))
     assert not echoes_input(_task(ordered, (), ()))
 
@@ -109,6 +110,8 @@ def test_an_answer_copies_the_prompt_when_it_repeats_what_the_task_shows() -> No
     double = "def f(x):\n    return x * 2"
     deduction = Task(TaskType.DEDUCTION, double, ("(1, 2)",), ("(1, 2, 1, 2)",))
     assert copies_prompt(deduction, "(1,2)") and not copies_prompt(deduction, "(1, 2, 1, 2)")
+    # "2." is the float 2.0, which the grader counts equal to an input of 2
+    assert copies_prompt(Task(TaskType.DEDUCTION, double, ("2",), ("4",)), "2.")
     abduction = Task(TaskType.ABDUCTION, double, ("3",), ("6",))
     assert copies_prompt(abduction, "6") and not copies_prompt(abduction, "3")
     induction = Task(TaskType.INDUCTION, double, ("3",), ("6",), message="doubles")
