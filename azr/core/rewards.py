@@ -150,14 +150,19 @@ def echoes_input(task: Task) -> bool:
     """True when every output of ``task`` equals its input as the grader compares them (Python
     ``==`` of literals, else the same text): an answer copied from the prompt solves it
     (deduction: the input as the output; abduction: the output as the input), so training on it
-    rewards copying, not reasoning. A program that is just ``return x`` is an echo whatever its
-    inputs are written as (``dict(a=1)`` is no literal)."""
+    rewards copying, not reasoning. A program that is just ``return x`` of its only parameter is
+    an echo whatever its inputs are written as (``dict(a=1)`` is no literal); ``f(x, y)`` returning
+    ``x`` is not (its input is two values, its output one)."""
     pairs = list(zip(task.inputs, task.outputs, strict=False))
     if not pairs:
         return False
     if all(same_value(i.strip(), o.strip()) for i, o in pairs):
         return True
-    return is_trivial_program(task) == "identity"
+    try:
+        fn = _entry(quiet_parse_module(task.program))
+    except (SyntaxError, ValueError):
+        return False
+    return fn is not None and len(_param_names(fn)) == 1 and _classify_ast(fn) == "identity"
 
 
 def copies_prompt(task: Task, answer: str) -> bool:

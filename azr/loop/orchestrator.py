@@ -398,8 +398,8 @@ class Orchestrator:
 
     def solver_batch(self, step: int, tt: TaskType) -> list[StoredTask]:
         """Last step's new tasks (at most `solver_max_new`), topped up uniformly from the whole
-        buffer (§6.5; echo tasks left out under `solver_skip_echo`). The buffer is the one from the start of the step: the solver lags the
-        proposer by one step."""
+        buffer (§6.5; echo tasks left out under `solver_skip_echo`). The buffer is the one from
+        the start of the step: the solver lags the proposer by one step."""
         pool = self._trainable(tt)
         recent = [s for s in pool if s.step >= step - 1]
         rng = random.Random(f"{self.cfg.seed}:{self.run_id}:{step}:{tt.value}:solve")

@@ -104,6 +104,8 @@ def test_echo_tasks_are_those_an_answer_copied_from_the_prompt_solves() -> None:
     assert not echoes_input(_task("def f(x):\n    return tuple(x)", ("[1, 2]",), ("(1, 2)",)))
     assert echoes_input(_task("def f(x):\n    return x", ("nan ",), ("nan",)))
     assert not echoes_input(_task(ordered, (), ()))
+    # Returning one of two parameters is an identity for the triviality flag, not an echo.
+    assert not echoes_input(_task("def f(x, y):\n    return x", ("1, 2",), ("1",)))
 
 
 def test_an_answer_copies_the_prompt_when_it_repeats_what_the_task_shows() -> None:
