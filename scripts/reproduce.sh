@@ -3,12 +3,13 @@
 # short self-play run, then the base model and the final version on the run's held-out set (the
 # in-distribution yardstick, paired bootstrap CI) and on CRUXEval-O/-I, with the same prompts.
 #
-#   make reproduce                      # run 6 of docs/results.md (about 90 min on 2 cores)
-#   PROPOSE_BATCH=32 ROLLOUTS=16 make reproduce   # run 7 (about 75 min)
-#   PROPOSE_BATCH=32 ROLLOUTS=16 HELDOUT=192 SEED_ROUNDS=80 make reproduce   # run 8 (70 min)
-#   PROPOSE_BATCH=32 ROLLOUTS=16 SOLVER_MAX_NEW=1 HELDOUT_FILE=docs/results-data/cpu-run-8/heldout.jsonl \
-#     SEED_ROUNDS=40 INDIST_EVERY=7 SAMPLES=8 CRUX_LIMIT=50 make reproduce   # run 9 (AVX2: ~2 h)
-#   the same with SKIP_ECHO=true                                              # run 10 (AVX2: 1 h 47)
+#   make reproduce       # run 11 of docs/results.md: 74 min on 2 AVX-512 cores (bf16), ~2.5 h on AVX2
+#   PROPOSE_BATCH=0 ROLLOUTS=8 SOLVER_MAX_NEW=0 SKIP_ECHO=false HELDOUT_FILE= HELDOUT=96 \
+#     SEED_ROUNDS=36 STEPS=28 INDIST_EVERY=4 CRUX_LIMIT=100 make reproduce   # run 6 (89 min)
+#   the same with PROPOSE_BATCH=32 ROLLOUTS=16                               # run 7 (75 min)
+#   the same with PROPOSE_BATCH=32 ROLLOUTS=16 HELDOUT=192 SEED_ROUNDS=80    # run 8 (70 min)
+#   STEPS=28 INDIST_EVERY=7 SAMPLES=8 SKIP_ECHO=false make reproduce        # run 9 (AVX2: ~2 h)
+#   STEPS=28 INDIST_EVERY=7 SAMPLES=8 make reproduce                        # run 10 (AVX2: 1 h 47)
 #   GPU=1 make reproduce                # the same run sized for one H100/H200 (docs/results.md)
 #
 # Every setting below can be overridden from the environment (e.g. STEPS=20 make reproduce).
@@ -23,21 +24,23 @@ if [ "${GPU:-0}" = 1 ]; then
     # one GPU, transformers engine (static KV cache on CUDA), bf16 autocast in the trainer
     ENGINE=${ENGINE:-transformers} STEPS=${STEPS:-30} BATCH=${BATCH:-64} ROLLOUTS=${ROLLOUTS:-8}
     SEED_TASKS=${SEED_TASKS:-256} HELDOUT=${HELDOUT:-128} SEED_BATCH=${SEED_BATCH:-256}
-    CRUX_LIMIT=${CRUX_LIMIT:-800} SAMPLES=${SAMPLES:-8}
+    CRUX_LIMIT=${CRUX_LIMIT:-800} SAMPLES=${SAMPLES:-8} INDIST_EVERY=${INDIST_EVERY:-4}
+    # every step's proposals feed its solver batch, and the held-out set is drawn during seeding
+    PROPOSE_BATCH=${PROPOSE_BATCH:-0} SOLVER_MAX_NEW=${SOLVER_MAX_NEW:-0} HELDOUT_FILE=${HELDOUT_FILE-}
     export AZR_TRAINER__AUTOCAST=${AZR_TRAINER__AUTOCAST:-bf16}
 fi
 TASK_TYPES=${TASK_TYPES:-deduction}
-STEPS=${STEPS:-28}
+STEPS=${STEPS:-40}
 BATCH=${BATCH:-8}
-PROPOSE_BATCH=${PROPOSE_BATCH:-0}  # proposals per step; 0: BATCH
-SOLVER_MAX_NEW=${SOLVER_MAX_NEW:-0}  # last step's tasks first in a solver batch, at most; 0: BATCH
-SKIP_ECHO=${SKIP_ECHO:-false}  # true: tasks whose output is their input never enter a solver batch
+PROPOSE_BATCH=${PROPOSE_BATCH:-32}  # proposals per step; 0: BATCH
+SOLVER_MAX_NEW=${SOLVER_MAX_NEW:-1}  # last step's tasks first in a solver batch, at most; 0: BATCH
+SKIP_ECHO=${SKIP_ECHO:-true}  # true: tasks whose output is their input never enter a solver batch
 SOLVER_SAMPLES=${SOLVER_SAMPLES:-8}
 SOLVER_BASELINE=${SOLVER_BASELINE:-task}
 SOLVER_REWARD=${SOLVER_REWARD:-binary}
 LOSS_AGGREGATION=${LOSS_AGGREGATION:-group_token_mean}
 TRAIN_ROLES=${TRAIN_ROLES:-solve}  # propose,solve: both roles (runs 3, 4a, 5c)
-ROLLOUTS=${ROLLOUTS:-8}
+ROLLOUTS=${ROLLOUTS:-16}
 MAX_TOKENS=${MAX_TOKENS:-160}
 TEMPERATURE=${TEMPERATURE:-0.7}
 LR=${LR:-1e-5}
@@ -45,14 +48,16 @@ K_REFS=${K_REFS:-0}
 SEED_TASKS=${SEED_TASKS:-32}
 HELDOUT=${HELDOUT:-96}
 # another run's held-out set (its runs/1/heldout.jsonl, or docs/results-data/<run>/heldout.jsonl):
-# held out again instead of drawn, so the two runs compare on one yardstick; HELDOUT is then unused
-HELDOUT_FILE=${HELDOUT_FILE:-}
+# held out again instead of drawn, so the two runs compare on one yardstick; HELDOUT is then unused.
+# Default: the 192 tasks run 8's base model proposed (runs 9-11 were measured on them);
+# HELDOUT_FILE= (empty) draws a new set of HELDOUT tasks during seeding.
+HELDOUT_FILE=${HELDOUT_FILE-docs/results-data/cpu-run-8/heldout.jsonl}
 SEED_BATCH=${SEED_BATCH:-32}
-SEED_ROUNDS=${SEED_ROUNDS:-36}
-INDIST_EVERY=${INDIST_EVERY:-4}
+SEED_ROUNDS=${SEED_ROUNDS:-40}
+INDIST_EVERY=${INDIST_EVERY:-10}
 ENGINE=${ENGINE:-vllm}
 SAMPLES=${SAMPLES:-16}
-CRUX_LIMIT=${CRUX_LIMIT:-100}
+CRUX_LIMIT=${CRUX_LIMIT:-50}
 EVAL_TOKENS=${EVAL_TOKENS:-128}
 OUT=${OUT:-$AZR_DATA_DIR/eval}
 
