@@ -12,13 +12,15 @@ anything else is that job's ``error``, never the batch's.
 
 Protocol on stdin/stdout: 4-byte big-endian length + JSON. First message in: the config; first
 message out: the layer report. Then requests ``{"jobs": [...]}`` -> ``{"results": [...]}``, one
-job being ``{"program", "input", "repeat", "timeout_s", "max_output"}`` and one result
-``{"status", "outputs" | "error", "duration_ms"}``.
+job being the base64 of the bytes its child reads (`child_job.encode`: a header with repeat,
+max_output and timeout, then the program and the argument list, compiled by the worker) and one
+result ``{"status", "outputs" | "error", "duration_ms"}``.
 Run as ``python -S -s -m services.executor.forkserver`` with an empty environment (plus
 PYTHONHASHSEED)."""
 
 from __future__ import annotations
 
+import binascii
 import ctypes
 import gc
 import json
@@ -84,14 +86,14 @@ for _name in PRELOAD:
     except ImportError:
         pass
 
+from services.executor import child_job  # noqa: E402
 from services.executor import sandbox_layers as layers  # noqa: E402
+from services.executor.child_job import MAX_ERROR_CHARS  # noqa: E402
 from services.executor.sandbox_child import (  # noqa: E402
     CHILD_STATUSES,
-    MAX_ERROR_CHARS,
     READY,
     SETUP_FAILED,
     BuiltinsGuard,
-    encode_job,
     prepare_server,
     run_child,
     warm_up,
@@ -178,25 +180,19 @@ class ForkServer:
         for _ in range(self.batch - len(self.spares)):
             self.spares.append(self.spawn())
 
-    def run(self, job: dict[str, Any]) -> dict[str, Any]:
+    def run(self, payload: bytes) -> dict[str, Any]:
+        """One evaluation: `payload` (from `child_job.encode`) to a fresh child, its frame back."""
         if not self.spares:
             self.refill()
         child = self.spares.pop()
         t0 = time.monotonic()
-        timeout_s = float(job.get("timeout_s") or self.limits.cpu_s)
-        repeat = max(1, int(job.get("repeat") or 1))
-        max_output = int(job.get("max_output") or 4000)
+        _, _, repeat, max_output, timeout_s, _ = child_job.HEADER.unpack_from(payload)
+        timeout_s = float(timeout_s or self.limits.cpu_s)
+        repeat = max(1, repeat)
         failure = self._await_ready(child, t0 + 5.0)
         if failure is not None:
             result = self._reap(child, {"status": "error", "error": failure})
         else:
-            payload = encode_job(
-                str(job.get("program", "")),
-                str(job.get("input", "")),
-                repeat,
-                max_output,
-                timeout_s,
-            )
             try:
                 _write_all(child.job_w, payload)
             except OSError:
@@ -409,13 +405,13 @@ def write_message(fd: int, message: Any) -> None:
     _write_all(fd, struct.pack("!I", len(body)) + body)
 
 
-SELF_TEST_JOB = {
-    "program": "def f(x):\n    return [x, x * 2]",
-    "input": "21",
-    "repeat": 2,
-    "timeout_s": 5.0,
-    "max_output": 100,
-}
+def wire_job(payload: bytes) -> str:
+    """A child's job as it travels in the JSON protocol."""
+    return binascii.b2a_base64(payload, newline=False).decode("ascii")
+
+
+def self_test_job() -> bytes:
+    return child_job.encode("def f(x):\n    return [x, x * 2]", "21", 2, 100, 5.0)
 
 
 def _seccomp_from_config(config: dict[str, Any]) -> tuple[layers.LayerStatus, bytes | None] | None:
@@ -496,13 +492,14 @@ def main() -> None:
     # otherwise touch (and copy-on-write) the whole inherited heap.
     gc.collect()
     gc.freeze()
-    probe = server.run(dict(SELF_TEST_JOB))
+    probe = server.run(self_test_job())
     ok = probe.get("status") == "ok" and probe.get("outputs") == ["[21, 42]", "[21, 42]"]
     write_message(
         proto_out,
         {
             "pid": os.getpid(),
             "host_pid": host_pid,
+            "python": sys.version,
             "spares": server.spare_pids(),
             "setup_failures": server.setup_failures,
             "self_test": {"ok": ok, "result": probe},
@@ -514,7 +511,7 @@ def main() -> None:
             request = read_message(proto_in)
             if request is None:
                 break
-            results = [server.run(job) for job in request.get("jobs", [])]
+            results = [server.run(binascii.a2b_base64(job)) for job in request.get("jobs", [])]
             # the spares' pids let a caller check that no other child outlived its job
             write_message(
                 proto_out,

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from services.executor.forkserver import read_message, write_message
+from services.executor import child_job
+from services.executor.forkserver import read_message, wire_job, write_message
 from services.executor.sandbox_layers import LayerStatus, build_seccomp_bpf
 
 log = logging.getLogger("azr.executor.sandbox")
@@ -197,6 +198,12 @@ class ForkServerProcess:
         if not hello.get("self_test", {}).get("ok"):
             self.stop()
             raise SandboxUnavailable(f"sandbox self-test failed: {hello.get('self_test')}")
+        if hello.get("python") != sys.version:
+            # the jobs carry code objects compiled here: only the same interpreter can run them
+            self.stop()
+            raise SandboxUnavailable(
+                f"the fork-server runs Python {hello.get('python')!r}, this worker {sys.version!r}"
+            )
         self.hello = hello
         self.spare_pids = [int(p) for p in hello.get("spares") or []]
         self.server_pid = int(hello.get("host_pid") or self.proc.pid)
@@ -227,11 +234,29 @@ class ForkServerProcess:
 
     def _exchange(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         assert self.proc is not None and self.proc.stdin and self.proc.stdout
-        write_message(self.proc.stdin.fileno(), {"jobs": jobs})
+        results: list[dict[str, Any] | None] = []
+        wire = []
+        for job in jobs:
+            try:
+                payload = child_job.encode(
+                    str(job.get("program", "")),
+                    str(job.get("input", "")),
+                    int(job.get("repeat") or 1),
+                    int(job["max_output"]),
+                    float(job["timeout_s"]),
+                )
+                wire.append(wire_job(payload))
+                results.append(None)
+            except child_job.CompileFailed as exc:  # that job's error; no child is needed
+                results.append({"status": "error", "error": str(exc), "duration_ms": 0.0})
+        if not wire:
+            return [r for r in results if r is not None]
+        write_message(self.proc.stdin.fileno(), {"jobs": wire})
         reply = read_message(self.proc.stdout.fileno())
-        if not isinstance(reply, dict) or len(reply.get("results", [])) != len(jobs):
+        if not isinstance(reply, dict) or len(reply.get("results", [])) != len(wire):
             raise EOFError("no reply from the fork-server")
-        results: list[dict[str, Any]] = reply["results"]
+        ran = iter(reply["results"])
+        merged: list[dict[str, Any]] = [r if r is not None else next(ran) for r in results]
         self.spare_pids = [int(p) for p in reply.get("spares") or []]
         if reply.get("setup_failures"):
             # its children can't lock down (a lowered limit, a broken layer): a fresh one
@@ -240,7 +265,7 @@ class ForkServerProcess:
             )
             self.replaced += 1
             self.stop()
-        return results
+        return merged
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None

@@ -16,15 +16,18 @@ in the fork-server; traceback/generator frames are audited events it refuses).""
 from __future__ import annotations
 
 import builtins
+import marshal
 import os
 import resource
-import struct
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
 from azr.core.checks import ARGS_CALLEE
 from services.executor import sandbox_layers as layers
+from services.executor.child_job import ARGS_COMPILED, PROGRAM_COMPILED, encode
+from services.executor.child_job import HEADER as JOB_HEADER
+from services.executor.child_job import describe as _short
 
 # Modules a program may not reach even though the fork-server itself loaded them.
 _HIDDEN_MODULES = (
@@ -49,6 +52,7 @@ _HIDDEN_MODULES = (
     "services.executor",
     "services.executor.sandbox_layers",
     "services.executor.sandbox_child",
+    "services.executor.child_job",
     "services.executor.forkserver",
     "__main__",
 )
@@ -140,7 +144,6 @@ JOB_FD, RESULT_FD = 0, 1  # where a child finds its pipes
 RLIMIT_CPU = resource.RLIMIT_CPU
 READY = b"R"  # set-up done; the fork-server sends a job only after this byte
 SETUP_FAILED = b"F"
-MAX_ERROR_CHARS = 500
 
 
 class OutputLimitExceeded(BaseException):
@@ -241,20 +244,17 @@ def warm_up(guard: BuiltinsGuard, rounds: int = 30) -> None:
     """Run the child's own code paths (on fixed, trusted input) in the fork-server, so their code
     objects are already quickened and specialised when a child inherits them. Otherwise every
     child would do that work again and copy-on-write each code object it touches."""
-    job = {
-        "program": "def f(a, b=2):\n    return {'s': [a + b, (a, b)], 't': {a * b}}",
-        "input": "4, b=5",
-        "repeat": 2,
-        "max_output": 1000,
-        "timeout_s": 5.0,
-    }
+    payload = encode(
+        "def f(a, b=2):\n    return {'s': [a + b, (a, b)], 't': {a * b}}", "4, b=5", 2, 1000, 5.0
+    )
     r, w = os.pipe()
     try:
         for _ in range(rounds):
             sink = _CappedSink(1000)
             sink.write("x")
-            os.write(w, encode_job(job["program"], job["input"], 2, 1000, 5.0))  # type: ignore[arg-type]
-            _frame(*_evaluate(_read_job(r), guard))
+            os.write(w, payload)
+            job = _read_job(r)
+            _frame(*_evaluate(*_unpack(job, marshal.loads), job, guard))
             _frame("error", _short(ValueError("x")))
     finally:
         os.close(r)
@@ -273,6 +273,7 @@ def run_child(
     _close: Any = os.close,
     _setrlimit: Any = resource.setrlimit,
     _addaudithook: Any = sys.addaudithook,
+    _loads: Any = marshal.loads,
 ) -> NoReturn:
     # Runs once per process, so CPython never specialises it: every global or module attribute
     # looked up here would be a method-cache write (a copy-on-write fault) in each child; the
@@ -286,6 +287,8 @@ def run_child(
     try:
         job = _read_job(JOB_FD)
         _close(JOB_FD)
+        # code objects compiled by the trusted side; before the hook, which refuses marshal
+        program, args = _unpack(job, _loads)
         # still before any model code: the per-job CPU limit (soft: this job's timeout + 1 s,
         # hard: the configuration's), then the filter that forbids touching any limit again,
         # then the hook, which has no off switch
@@ -302,7 +305,7 @@ def run_child(
     sink = _CappedSink(int(job.get("max_output", 4000)))
     sys.stdout = sys.stderr = sink
     try:
-        status, body = _evaluate(job, guard)
+        status, body = _evaluate(program, args, job, guard)
     except OutputLimitExceeded as exc:
         status, body = "output_limit", str(exc)
     except MemoryError:
@@ -355,14 +358,6 @@ def _frame(status: str, body: str) -> bytes:
     return status.encode() + b"\n" + body.encode("utf-8")
 
 
-def _short(exc: BaseException, limit: int = MAX_ERROR_CHARS) -> str:
-    try:
-        text = f"{type(exc).__name__}: {exc}"
-    except BaseException:  # a hostile __str__
-        text = type(exc).__name__
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
 def _lock_down(
     job_r: int,
     result_w: int,
@@ -392,32 +387,34 @@ def _lock_down(
     # no_new_privs and the Landlock domain come from the fork-server (`layers.lock_server`)
 
 
-JOB_HEADER = struct.Struct("!IIIId")  # program bytes, input bytes, repeat, max_output, timeout
-
-
-def encode_job(program: str, text: str, repeat: int, max_output: int, timeout_s: float) -> bytes:
-    """A job as the fork-server sends it: a fixed header and two UTF-8 texts (no JSON decoder
-    to run in the child)."""
-    a, b = program.encode("utf-8", "surrogatepass"), text.encode("utf-8", "surrogatepass")
-    return JOB_HEADER.pack(len(a), len(b), repeat, max_output, timeout_s) + a + b
-
-
 def _read_job(fd: int) -> dict[str, Any]:
+    """A job as `child_job.encode` wrote it (a fixed header and two marshalled code objects: no
+    JSON decoder or compiler runs in the child)."""
     data = os.read(fd, 1 << 16)  # usually the whole job in one read
     if len(data) < JOB_HEADER.size:
         data += _read_exact(fd, JOB_HEADER.size - len(data))
-    n_program, n_input, repeat, max_output, timeout_s = JOB_HEADER.unpack_from(data)
+    n_program, n_input, repeat, max_output, timeout_s, flags = JOB_HEADER.unpack_from(data)
     want = JOB_HEADER.size + n_program + n_input
     if len(data) < want:
         data += _read_exact(fd, want - len(data))
     body = data[JOB_HEADER.size : want]
     return {
-        "program": body[:n_program].decode("utf-8", "surrogatepass"),
-        "input": body[n_program:].decode("utf-8", "surrogatepass"),
+        "program": body[:n_program],
+        "args": body[n_program:],
         "repeat": repeat,
         "max_output": max_output,
         "timeout_s": timeout_s,
+        "flags": flags,
     }
+
+
+def _unpack(job: dict[str, Any], loads: Any) -> tuple[Any, Any]:
+    """The program and the argument list: code objects where the trusted side compiled them,
+    source texts (compiled in `_evaluate`, under this child's limits) where it did not."""
+    flags = job["flags"]
+    program = loads(job["program"]) if flags & PROGRAM_COMPILED else job["program"]
+    args = loads(job["args"]) if flags & ARGS_COMPILED else job["args"]
+    return program, args
 
 
 def _read_exact(fd: int, n: int) -> bytes:
@@ -435,25 +432,32 @@ def _collect_args(*args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str,
     return args, kwargs
 
 
-def _evaluate(job: dict[str, Any], guard: BuiltinsGuard) -> tuple[str, str]:
+def _evaluate(
+    program: Any, arguments: Any, job: dict[str, Any], guard: BuiltinsGuard
+) -> tuple[str, str]:
     """One program on one input, `repeat` calls: ("ok", the reprs NUL-separated) or a failure.
-    Deciding whether the reprs agree, or are literals, is the trusted side's job."""
+    Deciding whether the reprs agree, or are literals, is the trusted side's job. The trusted
+    side also checked that the input is exactly one argument list
+    (`azr.core.checks.parse_arguments`) and wrote it as a call of ``ARGS_CALLEE``."""
     repeat = int(job.get("repeat", 1))
     cap = int(job.get("max_output", 4000))
     namespace: dict[str, Any] = {"__name__": "__azr__", "__builtins__": builtins}
     try:
-        code = compile(job["program"], "<program>", "exec")
-        exec(code, namespace)
+        # source the trusted side left to this child (`child_job.MAX_PLUS`): compiled here
+        if type(program) is bytes:
+            text = program.decode("utf-8", "surrogatepass")
+            program = compile(text, "<program>", "exec", dont_inherit=True)
+        if type(arguments) is bytes:
+            text = arguments.decode("utf-8", "surrogatepass")
+            arguments = compile(text, "<input>", "eval", dont_inherit=True)
+        exec(program, namespace)
         fn = namespace.get("f")
         if not callable(fn):
             return "error", "the program defines no function f"
-        # the trusted side checked that the text is exactly one argument list
-        # (`azr.core.checks.parse_arguments`) before sending it; it runs here either way
-        args_code = compile(f"{ARGS_CALLEE}(\n{job['input']}\n)", "<input>", "eval")
         results = []
         for _ in range(repeat):
             namespace[ARGS_CALLEE] = _collect_args
-            args, kwargs = eval(args_code, namespace)
+            args, kwargs = eval(arguments, namespace)
             results.append(fn(*args, **kwargs))
         guard.restore()
         outs = []
