@@ -12,20 +12,22 @@ left to right into ever longer strings, quadratic in the chain (26 s for a 20k-c
 program). Such a chain needs many ``+``: a text with more than `MAX_PLUS` of them goes to the
 child as source, as every text did before, and is compiled there under its CPU limit.
 
-The child turns code bytes back into code objects with `marshal.loads` before its audit hook is
-installed (the hook refuses ``marshal.*`` events); those bytes only ever come from here."""
+The child gets the job as one marshalled tuple and loads it with a single `marshal.loads` (no
+JSON, struct or dict work in the child) before its audit hook is installed (the hook refuses
+``marshal.*`` events); those bytes only ever come from here."""
 
 from __future__ import annotations
 
 import marshal
+import math
 import struct
 from functools import lru_cache
+from types import CodeType
 
 from azr.core.checks import ARGS_CALLEE
 
-# program bytes, argument-list bytes, repeat, max_output, timeout, which parts are compiled
-HEADER = struct.Struct("!IIIIdB")
-PROGRAM_COMPILED, ARGS_COMPILED = 1, 2
+# what the fork-server reads of a job (repeat, max_output, timeout); the child gets the rest
+HEADER = struct.Struct("!IId")
 MAX_ERROR_CHARS = 500
 # CRUXEval's 800 programs have at most 5 "+"; a fold chain costs its length squared
 MAX_PLUS = 32
@@ -51,28 +53,31 @@ def arguments_source(text: str) -> str:
 
 
 @lru_cache(maxsize=64)  # the primary and secondary fork-servers get the same texts
-def _compiled(source: str, filename: str, mode: str) -> bytes | str:
+def _compiled(source: str, filename: str, mode: str) -> CodeType | str:
     try:
         # dont_inherit: no __future__ flag of this module leaks into programs (plain semantics)
-        return marshal.dumps(compile(source, filename, mode, dont_inherit=True, optimize=0))
+        return compile(source, filename, mode, dont_inherit=True, optimize=0)
     except Exception as exc:  # SyntaxError, ValueError (NUL), RecursionError, MemoryError
         return describe(exc)
 
 
-def _part(source: str, filename: str, mode: str) -> tuple[bytes, bool]:
+def _part(source: str, filename: str, mode: str) -> CodeType | str:
+    """The code object, or the source itself where the child has to compile it."""
     if source.count("+") > MAX_PLUS:
-        return source.encode("utf-8", "surrogatepass"), False
+        return source
     got = _compiled(source, filename, mode)
     if isinstance(got, str):
         raise CompileFailed(got)
-    return got, True
+    return got
 
 
 def encode(program: str, arguments: str, repeat: int, max_output: int, timeout_s: float) -> bytes:
-    """The bytes a child reads for one evaluation; raises `CompileFailed` for a text that does
-    not compile (without a child: the job's error is the message)."""
-    code, program_compiled = _part(program, "<program>", "exec")
-    args, args_compiled = _part(arguments_source(arguments), "<input>", "eval")
-    flags = (PROGRAM_COMPILED if program_compiled else 0) | (ARGS_COMPILED if args_compiled else 0)
-    head = HEADER.pack(len(code), len(args), repeat, max_output, timeout_s, flags)
-    return head + code + args
+    """The bytes of one evaluation: `HEADER`, then one marshalled tuple for the child
+    ``(program, arguments, repeat, max_output, cpu_s)``, the first two code objects (or source
+    texts, see `MAX_PLUS`), `cpu_s` the soft CPU limit (the timeout plus a second, whole). Raises
+    `CompileFailed` for a text that does not compile: the job's error, and no child is needed."""
+    code = _part(program, "<program>", "exec")
+    args = _part(arguments_source(arguments), "<input>", "eval")
+    cpu_s = max(1, math.ceil(timeout_s + 1))
+    body = marshal.dumps((code, args, repeat, max_output, cpu_s))
+    return HEADER.pack(repeat, max_output, timeout_s) + body

@@ -33,7 +33,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 # What a program may import: loaded here once, inherited by every child for free (children run
 # as an unprivileged uid that may not be able to read the interpreter's files, and Landlock
@@ -154,31 +154,44 @@ class ForkServer:
         self.setup_failures = 0
         self.last_setup_error = ""
 
-    def spawn(self) -> Child:
-        job_r, job_w = os.pipe()
-        result_r, result_w = os.pipe()
-        slot = self.spawned
-        self.spawned += 1
-        pid = self.fork()
-        if pid == 0:  # pragma: no cover - the child never returns
-            try:
-                assert self.guard is not None, "prepare_server() first"
-                run_child(job_r, result_w, self.prepared, self.limits, self.guard, slot)
-            finally:
-                os._exit(70)
-        os.close(job_r)
-        os.close(result_w)
-        return Child(pid, job_w, result_r)
-
     def spare_pids(self) -> list[int]:
         return [c.pid for c in self.spares]
 
     def refill(self) -> None:
-        """Fork `batch` spare children back to back. Every fork write-protects the server's
-        pages, and each page the server then writes costs it a copy-on-write fault; forking in
-        bursts makes the server pay that once per burst instead of once per job."""
-        for _ in range(self.batch - len(self.spares)):
-            self.spares.append(self.spawn())
+        """Fork spare children back to back until there are `batch` of them. Every fork
+        write-protects the server's pages, and each page the server then writes costs it a
+        copy-on-write fault: forking in bursts pays for the job loop's pages once per burst, and
+        creating every pipe first leaves nothing between two forks but the fork itself (whatever
+        ran there was faulted in again after each one)."""
+        want = self.batch - len(self.spares)
+        pipes = [(os.pipe(), os.pipe()) for _ in range(want)]
+        first, fork, pids = self.spawned, self.fork, []
+        self.spawned += want
+        try:
+            for i in range(want):
+                pid = fork()
+                if pid == 0:  # pragma: no cover - the child never returns
+                    self._child(pipes[i], first + i)
+                pids.append(pid)
+        finally:  # (a failed fork keeps the children forked before it)
+            # a child closes every inherited descriptor (its siblings' pipe ends included)
+            # during its lock-down, before it reads a job
+            for k, ((job_r, job_w), (result_r, result_w)) in enumerate(pipes):
+                os.close(job_r)
+                os.close(result_w)
+                if k < len(pids):
+                    self.spares.append(Child(pids[k], job_w, result_r))
+                else:
+                    os.close(job_w)
+                    os.close(result_r)
+
+    def _child(self, pipes: tuple[tuple[int, int], tuple[int, int]], slot: int) -> NoReturn:
+        (job_r, _), (_, result_w) = pipes
+        try:
+            assert self.guard is not None, "prepare_server() first"
+            run_child(job_r, result_w, self.prepared, self.limits, self.guard, slot)
+        finally:
+            os._exit(70)
 
     def run(self, payload: bytes) -> dict[str, Any]:
         """One evaluation: `payload` (from `child_job.encode`) to a fresh child, its frame back."""
@@ -186,7 +199,7 @@ class ForkServer:
             self.refill()
         child = self.spares.pop()
         t0 = time.monotonic()
-        _, _, repeat, max_output, timeout_s, _ = child_job.HEADER.unpack_from(payload)
+        repeat, max_output, timeout_s = child_job.HEADER.unpack_from(payload)
         timeout_s = float(timeout_s or self.limits.cpu_s)
         repeat = max(1, repeat)
         failure = self._await_ready(child, t0 + 5.0)
@@ -194,7 +207,7 @@ class ForkServer:
             result = self._reap(child, {"status": "error", "error": failure})
         else:
             try:
-                _write_all(child.job_w, payload)
+                _write_all(child.job_w, memoryview(payload)[child_job.HEADER.size :])
             except OSError:
                 pass  # the child died; its exit status tells why
             os.close(child.job_w)
@@ -330,7 +343,7 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         n = os.write(fd, view)

@@ -25,9 +25,9 @@ from typing import Any, NoReturn
 
 from azr.core.checks import ARGS_CALLEE
 from services.executor import sandbox_layers as layers
-from services.executor.child_job import ARGS_COMPILED, PROGRAM_COMPILED, encode
 from services.executor.child_job import HEADER as JOB_HEADER
 from services.executor.child_job import describe as _short
+from services.executor.child_job import encode
 
 # Modules a program may not reach even though the fork-server itself loaded them.
 _HIDDEN_MODULES = (
@@ -252,9 +252,9 @@ def warm_up(guard: BuiltinsGuard, rounds: int = 30) -> None:
         for _ in range(rounds):
             sink = _CappedSink(1000)
             sink.write("x")
-            os.write(w, payload)
-            job = _read_job(r)
-            _frame(*_evaluate(*_unpack(job, marshal.loads), job, guard))
+            os.write(w, payload[JOB_HEADER.size :])
+            program, arguments, repeat, cap, _ = _read_job(r, os.read, marshal.loads)
+            _frame(*_evaluate(program, arguments, repeat, cap, guard))
             _frame("error", _short(ValueError("x")))
     finally:
         os.close(r)
@@ -274,6 +274,7 @@ def run_child(
     _setrlimit: Any = resource.setrlimit,
     _addaudithook: Any = sys.addaudithook,
     _loads: Any = marshal.loads,
+    _read: Any = os.read,
 ) -> NoReturn:
     # Runs once per process, so CPython never specialises it: every global or module attribute
     # looked up here would be a method-cache write (a copy-on-write fault) in each child; the
@@ -285,16 +286,15 @@ def run_child(
         _exit(71)
     _write(RESULT_FD, READY)
     try:
-        job = _read_job(JOB_FD)
+        # code objects compiled by the trusted side, unmarshalled before the hook (it refuses
+        # marshal)
+        program, arguments, repeat, max_output, cpu_s = _read_job(JOB_FD, _read, _loads)
         _close(JOB_FD)
-        # code objects compiled by the trusted side; before the hook, which refuses marshal
-        program, args = _unpack(job, _loads)
         # still before any model code: the per-job CPU limit (soft: this job's timeout + 1 s,
         # hard: the configuration's), then the filter that forbids touching any limit again,
         # then the hook, which has no off switch
         hard = prepared.cpu_hard
-        want = int(float(job.get("timeout_s") or limits.cpu_s) + 1 + 0.999)
-        _setrlimit(RLIMIT_CPU, (min(max(1, want), hard), hard))
+        _setrlimit(RLIMIT_CPU, (min(cpu_s, hard), hard))
         if prepared.seccomp_prog is not None:
             prepared.seccomp_prog.load()
         _addaudithook(_HOOK if _HOOK is not None else _make_audit_hook(RESULT_FD))
@@ -302,10 +302,10 @@ def run_child(
         _write(RESULT_FD, _frame("error", f"sandbox setup failed: {_short(exc)}"))
         _exit(0)
     del prepared, limits  # nothing of the set-up stays reachable from this frame
-    sink = _CappedSink(int(job.get("max_output", 4000)))
+    sink = _CappedSink(max_output)
     sys.stdout = sys.stderr = sink
     try:
-        status, body = _evaluate(program, args, job, guard)
+        status, body = _evaluate(program, arguments, repeat, max_output, guard)
     except OutputLimitExceeded as exc:
         status, body = "output_limit", str(exc)
     except MemoryError:
@@ -387,45 +387,19 @@ def _lock_down(
     # no_new_privs and the Landlock domain come from the fork-server (`layers.lock_server`)
 
 
-def _read_job(fd: int) -> dict[str, Any]:
-    """A job as `child_job.encode` wrote it (a fixed header and two marshalled code objects: no
-    JSON decoder or compiler runs in the child)."""
-    data = os.read(fd, 1 << 16)  # usually the whole job in one read
-    if len(data) < JOB_HEADER.size:
-        data += _read_exact(fd, JOB_HEADER.size - len(data))
-    n_program, n_input, repeat, max_output, timeout_s, flags = JOB_HEADER.unpack_from(data)
-    want = JOB_HEADER.size + n_program + n_input
-    if len(data) < want:
-        data += _read_exact(fd, want - len(data))
-    body = data[JOB_HEADER.size : want]
-    return {
-        "program": body[:n_program],
-        "args": body[n_program:],
-        "repeat": repeat,
-        "max_output": max_output,
-        "timeout_s": timeout_s,
-        "flags": flags,
-    }
-
-
-def _unpack(job: dict[str, Any], loads: Any) -> tuple[Any, Any]:
-    """The program and the argument list: code objects where the trusted side compiled them,
-    source texts (compiled in `_evaluate`, under this child's limits) where it did not."""
-    flags = job["flags"]
-    program = loads(job["program"]) if flags & PROGRAM_COMPILED else job["program"]
-    args = loads(job["args"]) if flags & ARGS_COMPILED else job["args"]
-    return program, args
-
-
-def _read_exact(fd: int, n: int) -> bytes:
-    chunks = []
-    while n:
-        chunk = os.read(fd, n)
-        if not chunk:
-            raise EOFError("job pipe closed")
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
+def _read_job(fd: int, read: Any, loads: Any) -> tuple[Any, Any, int, int, int]:
+    """A job as `child_job.encode` wrote it: one marshalled tuple ``(program, arguments, repeat,
+    max_output, cpu_s)``, usually whole in the first read. A cut-off tuple does not load (its
+    item count comes first), so it is read until it does."""
+    data = read(fd, 1 << 16)
+    while True:
+        try:
+            return loads(data)  # type: ignore[no-any-return]
+        except EOFError:
+            more = read(fd, 1 << 16)
+            if not more:
+                raise EOFError("job pipe closed") from None
+            data += more
 
 
 def _collect_args(*args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -433,23 +407,19 @@ def _collect_args(*args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str,
 
 
 def _evaluate(
-    program: Any, arguments: Any, job: dict[str, Any], guard: BuiltinsGuard
+    program: Any, arguments: Any, repeat: int, cap: int, guard: BuiltinsGuard
 ) -> tuple[str, str]:
     """One program on one input, `repeat` calls: ("ok", the reprs NUL-separated) or a failure.
     Deciding whether the reprs agree, or are literals, is the trusted side's job. The trusted
     side also checked that the input is exactly one argument list
     (`azr.core.checks.parse_arguments`) and wrote it as a call of ``ARGS_CALLEE``."""
-    repeat = int(job.get("repeat", 1))
-    cap = int(job.get("max_output", 4000))
     namespace: dict[str, Any] = {"__name__": "__azr__", "__builtins__": builtins}
     try:
         # source the trusted side left to this child (`child_job.MAX_PLUS`): compiled here
-        if type(program) is bytes:
-            text = program.decode("utf-8", "surrogatepass")
-            program = compile(text, "<program>", "exec", dont_inherit=True)
-        if type(arguments) is bytes:
-            text = arguments.decode("utf-8", "surrogatepass")
-            arguments = compile(text, "<input>", "eval", dont_inherit=True)
+        if type(program) is str:
+            program = compile(program, "<program>", "exec", dont_inherit=True)
+        if type(arguments) is str:
+            arguments = compile(arguments, "<input>", "eval", dont_inherit=True)
         exec(program, namespace)
         fn = namespace.get("f")
         if not callable(fn):
