@@ -94,6 +94,9 @@ from services.executor.sandbox_child import (  # noqa: E402
     READY,
     SETUP_FAILED,
     BuiltinsGuard,
+    ChildSetup,
+    child_ids,
+    child_setup,
     prepare_server,
     run_child,
     warm_up,
@@ -147,6 +150,7 @@ class ForkServer:
         prepared.child_rlimits = layers.child_rlimits(limits)
         prepared.cpu_hard = max(1, int(limits.cpu_s)) + 1
         self.guard = guard
+        self.setup: ChildSetup | None = None  # `child_setup`, once `prepare_server` ran
         self.spares: list[Child] = []
         self.batch = max(1, batch)
         self.fork: Callable[[], int] = _fork
@@ -165,13 +169,14 @@ class ForkServer:
         ran there was faulted in again after each one)."""
         want = self.batch - len(self.spares)
         pipes = [(os.pipe(), os.pipe()) for _ in range(want)]
-        first, fork, pids = self.spawned, self.fork, []
+        ids = [child_ids(self.prepared, self.spawned + i) for i in range(want)]
         self.spawned += want
+        fork, pids = self.fork, []
         try:
             for i in range(want):
                 pid = fork()
                 if pid == 0:  # pragma: no cover - the child never returns
-                    self._child(pipes[i], first + i)
+                    self._child(pipes[i], ids[i])
                 pids.append(pid)
         finally:  # (a failed fork keeps the children forked before it)
             # a child closes every inherited descriptor (its siblings' pipe ends included)
@@ -185,11 +190,13 @@ class ForkServer:
                     os.close(job_w)
                     os.close(result_r)
 
-    def _child(self, pipes: tuple[tuple[int, int], tuple[int, int]], slot: int) -> NoReturn:
+    def _child(
+        self, pipes: tuple[tuple[int, int], tuple[int, int]], ids: tuple[int, int] | None
+    ) -> NoReturn:
         (job_r, _), (_, result_w) = pipes
         try:
-            assert self.guard is not None, "prepare_server() first"
-            run_child(job_r, result_w, self.prepared, self.limits, self.guard, slot)
+            assert self.guard is not None and self.setup is not None, "prepare_server() first"
+            run_child(job_r, result_w, self.setup, ids, self.guard)
         finally:
             os._exit(70)
 
@@ -498,6 +505,7 @@ def main() -> None:
         sys.stderr.write("azr.executor.forkserver: not single-threaded; using os.fork\n")
     os.environ.clear()  # children inherit an empty environment
     server.guard = prepare_server()
+    server.setup = child_setup(prepared)
     warm_up(server.guard)
     host_pid = _host_pid()
     layers.lock_server(prepared, limits)

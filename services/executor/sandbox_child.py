@@ -141,6 +141,8 @@ _REFUSED_EVENT_PREFIXES = (
 # What a child may say about itself; `timeout` only ever comes from the fork-server.
 CHILD_STATUSES = frozenset({"ok", "error", "memory", "forbidden", "output_limit"})
 JOB_FD, RESULT_FD = 0, 1  # where a child finds its pipes
+# (rlimits, hard CPU limit, seccomp loader or None, audit hook): see `child_setup`
+ChildSetup = tuple[tuple[tuple[int, tuple[int, int]], ...], int, Callable[[], None] | None, Any]
 RLIMIT_CPU = resource.RLIMIT_CPU
 READY = b"R"  # set-up done; the fork-server sends a job only after this byte
 SETUP_FAILED = b"F"
@@ -152,6 +154,8 @@ class OutputLimitExceeded(BaseException):
 
 class _CappedSink:
     """Replaces stdout/stderr: printing is allowed but counted, never delivered anywhere."""
+
+    __slots__ = ("cap", "exceeded", "size")
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
@@ -261,13 +265,30 @@ def warm_up(guard: BuiltinsGuard, rounds: int = 30) -> None:
         os.close(w)
 
 
+def child_setup(prepared: layers.PreparedLayers) -> ChildSetup:
+    """What every child applies, gathered once in the fork-server (after `prepare_server`) into
+    one tuple that a child unpacks into locals: every attribute it looked up instead would be a
+    reference-count write, and so a copy-on-write fault, in each child."""
+    load = prepared.seccomp_prog.load if prepared.seccomp_prog is not None else None
+    hook = _HOOK if _HOOK is not None else _make_audit_hook(RESULT_FD)
+    return tuple(prepared.child_rlimits), prepared.cpu_hard, load, hook
+
+
+def child_ids(prepared: layers.PreparedLayers, slot: int) -> tuple[int, int] | None:
+    """The (uid, gid) the child of `slot` drops to (see `layers.plan_privilege_drop`), or None
+    where the server has no right to switch uids."""
+    if prepared.drop_to is None:
+        return None
+    k = slot % prepared.uid_slots
+    return prepared.drop_to[0] + k, prepared.drop_to[1] + k
+
+
 def run_child(
     job_r: int,
     result_w: int,
-    prepared: layers.PreparedLayers,
-    limits: layers.Limits,
+    setup: ChildSetup,
+    ids: tuple[int, int] | None,
     guard: BuiltinsGuard,
-    slot: int = 0,
     _write: Any = os.write,
     _exit: Callable[[int], NoReturn] = os._exit,
     _close: Any = os.close,
@@ -279,8 +300,9 @@ def run_child(
     # Runs once per process, so CPython never specialises it: every global or module attribute
     # looked up here would be a method-cache write (a copy-on-write fault) in each child; the
     # functions it calls come in as defaults, bound once in the server.
+    rlimits, cpu_hard, load_seccomp, hook = setup
     try:
-        _lock_down(job_r, result_w, prepared, slot)
+        _lock_down(job_r, result_w, rlimits, ids)
     except BaseException as exc:
         _write(RESULT_FD, SETUP_FAILED + _short(exc).encode("utf-8", "replace"))
         _exit(71)
@@ -293,15 +315,14 @@ def run_child(
         # still before any model code: the per-job CPU limit (soft: this job's timeout + 1 s,
         # hard: the configuration's), then the filter that forbids touching any limit again,
         # then the hook, which has no off switch
-        hard = prepared.cpu_hard
-        _setrlimit(RLIMIT_CPU, (min(cpu_s, hard), hard))
-        if prepared.seccomp_prog is not None:
-            prepared.seccomp_prog.load()
-        _addaudithook(_HOOK if _HOOK is not None else _make_audit_hook(RESULT_FD))
+        _setrlimit(RLIMIT_CPU, (cpu_s if cpu_s < cpu_hard else cpu_hard, cpu_hard))
+        if load_seccomp is not None:
+            load_seccomp()
+        _addaudithook(hook)
     except BaseException as exc:
         _write(RESULT_FD, _frame("error", f"sandbox setup failed: {_short(exc)}"))
         _exit(0)
-    del prepared, limits  # nothing of the set-up stays reachable from this frame
+    del setup, load_seccomp, hook  # nothing of the set-up stays reachable from this frame
     sink = _CappedSink(max_output)
     sys.stdout = sys.stderr = sink
     try:
@@ -331,25 +352,32 @@ def _make_audit_hook(result_w: int) -> Any:
     def audit(
         event: str,
         args: tuple[Any, ...],
-        _fd: int = result_w,
-        _write: Any = os.write,
-        _exit: Any = os._exit,
         _refused: tuple[str, ...] = _REFUSED_EVENT_PREFIXES,
-        _dangerous: frozenset[str] = _DANGEROUS_IMPORTS,
-        _type: Any = type,
-        _str: Any = str,
-        _import_error: Any = ImportError,
+        _rest: tuple[Any, ...] = (
+            result_w,
+            os.write,
+            os._exit,
+            _DANGEROUS_IMPORTS,
+            type,
+            str,
+            ImportError,
+        ),
     ) -> None:
-        # builtins are looked up through the program's (patchable) builtins: none is used here
+        # Two defaults, not nine: every call copies each default into its frame (a reference
+        # count write, so a copy-on-write fault per page in a child) and the hook runs on each
+        # audited event. Builtins are looked up through the program's (patchable) builtins:
+        # none is used here.
         if event == "import":
-            name = args[0] if args and _type(args[0]) is _str else ""
-            if name.partition(".")[0] in _dangerous:
-                _write(_fd, b"forbidden\nimport of a refused module")
-                _exit(0)
-            raise _import_error("this module is not available in the sandbox")
+            fd, write, exit_, dangerous, type_, str_, import_error = _rest
+            name = args[0] if args and type_(args[0]) is str_ else ""
+            if name.partition(".")[0] in dangerous:
+                write(fd, b"forbidden\nimport of a refused module")
+                exit_(0)
+            raise import_error("this module is not available in the sandbox")
         if event.startswith(_refused):
-            _write(_fd, b"forbidden\nrefused: " + event.encode("ascii", "replace")[:100])
-            _exit(0)
+            fd, write, exit_, *_ = _rest
+            write(fd, b"forbidden\nrefused: " + event.encode("ascii", "replace")[:100])
+            exit_(0)
 
     return audit
 
@@ -361,8 +389,8 @@ def _frame(status: str, body: str) -> bytes:
 def _lock_down(
     job_r: int,
     result_w: int,
-    prepared: layers.PreparedLayers,
-    slot: int,
+    rlimits: tuple[tuple[int, tuple[int, int]], ...],
+    ids: tuple[int, int] | None,
     _dup2: Any = os.dup2,
     _closerange: Any = os.closerange,
     _setpgid: Any = os.setpgid,
@@ -377,11 +405,10 @@ def _lock_down(
     _closerange(RESULT_FD + 1, 1 << 20)
     _setpgid(0, 0)  # own process group: the parent kills the whole group on timeout
     # the cwd, inherited from the fork-server, is an empty directory that was already deleted
-    for which, value in prepared.child_rlimits:  # computed once in the server
+    for which, value in rlimits:  # computed once in the server
         _setrlimit(which, value)
-    if prepared.drop_to is not None:  # a uid of its own slot (see `layers.plan_privilege_drop`)
-        k = slot % prepared.uid_slots
-        uid, gid = prepared.drop_to[0] + k, prepared.drop_to[1] + k
+    if ids is not None:  # a uid of its own slot
+        uid, gid = ids
         _setresgid(gid, gid, gid)  # no supplementary groups: the server dropped them
         _setresuid(uid, uid, uid)
     # no_new_privs and the Landlock domain come from the fork-server (`layers.lock_server`)

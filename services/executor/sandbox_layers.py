@@ -375,10 +375,15 @@ class SeccompProgram:
     def __init__(self, bpf: bytes) -> None:
         self._buf = ctypes.create_string_buffer(bpf, len(bpf))  # kept alive with the struct
         self._prog = _SockFprog(len(bpf) // 8, ctypes.cast(self._buf, ctypes.c_void_p))
-        self._ref = ctypes.byref(self._prog)
+        # the call bound here: a child makes it with no global or attribute lookup of its own
+        self._call = (
+            _libc.prctl,
+            (PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(self._prog), 0, 0),
+        )
 
     def load(self) -> None:
-        if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, self._ref, 0, 0) != 0:
+        prctl, args = self._call
+        if prctl(*args) != 0:
             raise LayerUnavailable(f"seccomp load failed: {_errno_text()}")
 
 
