@@ -201,7 +201,10 @@ class ForkServer:
             os._exit(70)
 
     def run(self, payload: bytes) -> dict[str, Any]:
-        """One evaluation: `payload` (from `child_job.encode`) to a fresh child, its frame back."""
+        """One evaluation: `payload` (from `child_job.encode`) to a fresh child, its frame back.
+        The job is written at once: a spare reads it only once locked down, and the one byte it
+        writes before that (`READY`, or `SETUP_FAILED` and why) comes back ahead of the frame,
+        before any model code could write anything."""
         if not self.spares:
             self.refill()
         child = self.spares.pop()
@@ -209,40 +212,28 @@ class ForkServer:
         repeat, max_output, timeout_s = child_job.HEADER.unpack_from(payload)
         timeout_s = float(timeout_s or self.limits.cpu_s)
         repeat = max(1, repeat)
-        failure = self._await_ready(child, t0 + 5.0)
-        if failure is not None:
-            result = self._reap(child, {"status": "error", "error": failure})
-        else:
-            try:
-                _write_all(child.job_w, memoryview(payload)[child_job.HEADER.size :])
-            except OSError:
-                pass  # the child died; its exit status tells why
-            os.close(child.job_w)
-            child.job_w = -1
-            if not self.spares:
-                self.refill()  # the next jobs' children lock down while this one runs
-            cap = 64 + MAX_ERROR_CHARS * 4 + repeat * (4 * max_output + 1)
-            result = self._collect(child, t0 + timeout_s, cap, repeat, max_output)
+        try:
+            _write_all(child.job_w, memoryview(payload)[child_job.HEADER.size :])
+        except OSError:
+            pass  # the child died; what it wrote and its exit status tell why
+        os.close(child.job_w)
+        child.job_w = -1
+        if not self.spares:
+            self.refill()  # the next jobs' children lock down while this one runs
+        cap = 64 + MAX_ERROR_CHARS * 4 + repeat * (4 * max_output + 1)
+        result = self._collect(child, t0 + timeout_s, cap, repeat, max_output)
         result["duration_ms"] = (time.monotonic() - t0) * 1000.0
         return result
 
-    def _await_ready(self, child: Child, deadline: float) -> str | None:
-        """Read the one byte a child writes when its set-up is done. A child that reports a
-        set-up failure (or dies before it is ready) is counted: the worker replaces a fork-server
-        whose children fail set-up."""
-        poller = select.poll()
-        poller.register(child.result_r, select.POLLIN | select.POLLHUP)
-        first = b""
-        if poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
-            first = os.read(child.result_r, 1)
-        if first == READY:
-            return None
+    def _setup_failed(self, data: bytes) -> dict[str, Any]:
+        """A child that reported a set-up failure (or ended before it was ready) is counted: the
+        worker replaces a fork-server whose children fail set-up."""
         detail = "no ready signal"
-        if first == SETUP_FAILED:
-            detail = os.read(child.result_r, MAX_ERROR_CHARS).decode("utf-8", "replace")
+        if data[:1] == SETUP_FAILED:
+            detail = data[1 : 1 + MAX_ERROR_CHARS].decode("utf-8", "replace")
         self.setup_failures += 1
         self.last_setup_error = detail
-        return f"sandbox setup failed: {detail}"
+        return {"status": "error", "error": f"sandbox setup failed: {detail}"}
 
     def _reap(self, child: Child, result: dict[str, Any]) -> dict[str, Any]:
         if child.job_w >= 0:
@@ -302,6 +293,9 @@ class ForkServer:
             if pidfd >= 0:
                 os.close(pidfd)
             os.close(child.result_r)
+        if data[:1] != READY:  # written before any model code ran: it can't be forged
+            return self._setup_failed(bytes(data))
+        del data[:1]
         if killed_for == "timeout":
             return {"status": "timeout", "error": "wall-clock limit reached"}
         if killed_for == "output_limit":
