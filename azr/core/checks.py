@@ -157,34 +157,41 @@ def _walk(tree: ast.AST) -> list[ast.AST]:
     """`list(ast.walk(tree))`, the same nodes in the same breadth-first order, without a
     generator per node (ast.walk's cost is most of a validation's worker-side CPU)."""
     out = [tree]
-    i = 0
-    while i < len(out):
-        node = out[i]
-        i += 1
+    append, node_type = out.append, ast.AST
+    for node in out:  # a list's iterator also yields what is appended while it runs
         for name in node._fields:
             value = getattr(node, name, None)
-            if isinstance(value, ast.AST):
-                out.append(value)
+            if isinstance(value, node_type):
+                append(value)
             elif isinstance(value, list):
-                out.extend(item for item in value if isinstance(item, ast.AST))
+                for item in value:
+                    if isinstance(item, node_type):
+                        append(item)
     return out
+
+
+# built once: an `A | B` written inside the loops below would build a union object per node
+_BINDING_CTX = (ast.Store, ast.Del)
+_DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_MATCH_CAPTURES = (ast.MatchAs, ast.MatchStar)
 
 
 def _bound_names(nodes: Iterable[ast.AST]) -> set[str]:
     """Every name the text binds itself: parameters, assignment targets, defs, classes."""
     bound: set[str] = set()
     for node in nodes:
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
-            bound.add(node.id)
+        if isinstance(node, ast.Name):
+            if isinstance(node.ctx, _BINDING_CTX):
+                bound.add(node.id)
         elif isinstance(node, ast.arg):
             bound.add(node.arg)
-        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        elif isinstance(node, _DEFINITIONS):
             bound.add(node.name)
         elif isinstance(node, ast.ExceptHandler) and node.name is not None:
             bound.add(node.name)
         elif isinstance(node, ast.alias):
             bound.add((node.asname or node.name).split(".")[0])
-        elif isinstance(node, ast.MatchAs | ast.MatchStar) and node.name is not None:
+        elif isinstance(node, _MATCH_CAPTURES) and node.name is not None:
             bound.add(node.name)
     return bound
 
@@ -200,8 +207,36 @@ def check_tree(tree: ast.AST, banned_modules: Iterable[str] | None = None) -> Ch
     callees = {
         id(n.func) for n in nodes if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
     }
+    # the branches exclude each other (one node type each): the commonest types come first
     for node in nodes:
-        if isinstance(node, ast.Import):
+        if isinstance(node, ast.Name):
+            if node.id in BANNED_BUILTINS and node.id not in bound:
+                return CheckResult.failed(f"builtin {node.id!r} is not allowed")
+            if node.id.startswith("__") and node.id.endswith("__") and node.id != "__name__":
+                return CheckResult.failed(f"name {node.id!r} is not allowed")
+            if node.id in _REFLECTIVE and node.id not in bound and id(node) not in callees:
+                return CheckResult.failed(f"{node.id} may only be called directly")
+        elif isinstance(node, ast.Attribute):
+            if node.attr in BANNED_ATTRIBUTES:
+                return CheckResult.failed(f"attribute {node.attr!r} is not allowed")
+            dotted = _dotted(node)
+            if dotted is not None:
+                root = dotted.split(".")[0]
+                hit = _module_banned(dotted, banned)
+                # `time.sleep` is refused unless the program itself binds a variable `time`.
+                if hit and root not in bound:
+                    return CheckResult.failed(f"banned module use {dotted!r}")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            name = node.func.id
+            if name == "input" and name not in bound:
+                return CheckResult.failed("builtin 'input' is not allowed (no stdin)")
+            if name in _REFLECTIVE and name not in bound:
+                attr = node.args[1] if len(node.args) > 1 else None
+                if not (isinstance(attr, ast.Constant) and isinstance(attr.value, str)):
+                    return CheckResult.failed(f"{name} needs a constant attribute name")
+                if attr.value.startswith("__") or attr.value in BANNED_ATTRIBUTES:
+                    return CheckResult.failed(f"{name} of {attr.value!r} is not allowed")
+        elif isinstance(node, ast.Import):
             for alias in node.names:
                 hit = _module_banned(alias.name, banned)
                 if hit:
@@ -218,33 +253,6 @@ def check_tree(tree: ast.AST, banned_modules: Iterable[str] | None = None) -> Ch
                     return CheckResult.failed(
                         f"banned module {hit!r} (from {module} import {alias.name})"
                     )
-        elif isinstance(node, ast.Attribute):
-            if node.attr in BANNED_ATTRIBUTES:
-                return CheckResult.failed(f"attribute {node.attr!r} is not allowed")
-            dotted = _dotted(node)
-            if dotted is not None:
-                root = dotted.split(".")[0]
-                hit = _module_banned(dotted, banned)
-                # `time.sleep` is refused unless the program itself binds a variable `time`.
-                if hit and root not in bound:
-                    return CheckResult.failed(f"banned module use {dotted!r}")
-        elif isinstance(node, ast.Name):
-            if node.id in BANNED_BUILTINS and node.id not in bound:
-                return CheckResult.failed(f"builtin {node.id!r} is not allowed")
-            if node.id.startswith("__") and node.id.endswith("__") and node.id != "__name__":
-                return CheckResult.failed(f"name {node.id!r} is not allowed")
-            if node.id in _REFLECTIVE and node.id not in bound and id(node) not in callees:
-                return CheckResult.failed(f"{node.id} may only be called directly")
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            name = node.func.id
-            if name == "input" and name not in bound:
-                return CheckResult.failed("builtin 'input' is not allowed (no stdin)")
-            if name in _REFLECTIVE and name not in bound:
-                attr = node.args[1] if len(node.args) > 1 else None
-                if not (isinstance(attr, ast.Constant) and isinstance(attr.value, str)):
-                    return CheckResult.failed(f"{name} needs a constant attribute name")
-                if attr.value.startswith("__") or attr.value in BANNED_ATTRIBUTES:
-                    return CheckResult.failed(f"{name} of {attr.value!r} is not allowed")
     return CheckResult.passed()
 
 
