@@ -10,7 +10,8 @@ them there costs about as much again (measured at 0.5-4x the parse on hostile 20
 shapes) — with one exception: constant folding. ``'a'*4096 + 'a'*4096 + ...`` is folded
 left to right into ever longer strings, quadratic in the chain (26 s for a 20k-character
 program). Such a chain needs many ``+``: a text with more than `MAX_PLUS` of them goes to the
-child as source, as every text did before, and is compiled there under its CPU limit.
+child as source, as every text did before, and is compiled there under its CPU limit; so does
+a text whose code has a set constant (see `_compiled`).
 
 The child gets the job as one marshalled tuple and loads it with a single `marshal.loads` (no
 JSON, struct or dict work in the child) before its audit hook is installed (the hook refuses
@@ -52,13 +53,30 @@ def arguments_source(text: str) -> str:
     return f"{ARGS_CALLEE}(\n{text}\n)"
 
 
+def _has_set_constant(consts: tuple[object, ...]) -> bool:
+    for const in consts:
+        if isinstance(const, frozenset):
+            return True
+        if isinstance(const, CodeType) and _has_set_constant(const.co_consts):
+            return True
+        if isinstance(const, tuple) and _has_set_constant(const):
+            return True
+    return False
+
+
 @lru_cache(maxsize=64)  # the primary and secondary fork-servers get the same texts
-def _compiled(source: str, filename: str, mode: str) -> CodeType | str:
+def _compiled(source: str, filename: str, mode: str) -> CodeType | str | None:
+    """The code object; None where the child must compile it after all; the error text."""
     try:
         # dont_inherit: no __future__ flag of this module leaks into programs (plain semantics)
-        return compile(source, filename, mode, dont_inherit=True, optimize=0)
+        code = compile(source, filename, mode, dont_inherit=True, optimize=0)
     except Exception as exc:  # SyntaxError, ValueError (NUL), RecursionError, MemoryError
         return describe(exc)
+    # A set display of constants (`{9, 1, 17}`, `x in {...}`) is a frozenset constant. marshal
+    # writes it in its iteration order and the child re-inserts it in that order, which can lay
+    # colliding items out differently from an insertion in source order: `list({9, 1, 17, 25})`
+    # would give a .pyc's answer, not the source's. Such programs are compiled by the child.
+    return None if _has_set_constant(code.co_consts) else code
 
 
 def _part(source: str, filename: str, mode: str) -> CodeType | str:
@@ -66,6 +84,8 @@ def _part(source: str, filename: str, mode: str) -> CodeType | str:
     if source.count("+") > MAX_PLUS:
         return source
     got = _compiled(source, filename, mode)
+    if got is None:
+        return source
     if isinstance(got, str):
         raise CompileFailed(got)
     return got
@@ -78,6 +98,7 @@ def encode(program: str, arguments: str, repeat: int, max_output: int, timeout_s
     `CompileFailed` for a text that does not compile: the job's error, and no child is needed."""
     code = _part(program, "<program>", "exec")
     args = _part(arguments_source(arguments), "<input>", "eval")
-    cpu_s = max(1, math.ceil(timeout_s + 1))
+    # no timeout: the configuration's hard limit (the child takes the smaller of the two)
+    cpu_s = math.ceil(timeout_s + 1) if timeout_s > 0 else 1 << 30
     body = marshal.dumps((code, args, repeat, max_output, cpu_s))
     return HEADER.pack(repeat, max_output, timeout_s) + body
