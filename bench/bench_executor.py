@@ -59,9 +59,10 @@ _DISTINCT = itertools.count()
 
 
 def item() -> dict[str, object]:
-    """A validation of a program seen for the first time, as in training (no cache can help)."""
-    program = f"{PROGRAM}\n\n\nK = {next(_DISTINCT)}"
-    return {"task_type": "deduction", "program": program, "inputs": [INPUT]}
+    """A validation of a program and an input seen for the first time, as in training (no
+    cache can help)."""
+    k = next(_DISTINCT)
+    return {"task_type": "deduction", "program": f"{PROGRAM}\n\n\nK = {k}", "inputs": [f"3, {k}"]}
 
 
 def bench_sandbox(workers: int, second: bool) -> dict[str, float]:

@@ -153,7 +153,7 @@ def _dotted(node: ast.expr) -> str | None:
     return None
 
 
-def _walk(tree: ast.AST) -> list[ast.AST]:
+def walk_nodes(tree: ast.AST) -> list[ast.AST]:
     """`list(ast.walk(tree))`, the same nodes in the same breadth-first order, without a
     generator per node (ast.walk's cost is most of a validation's worker-side CPU)."""
     out = [tree]
@@ -200,7 +200,7 @@ def check_tree(tree: ast.AST, banned_modules: Iterable[str] | None = None) -> Ch
     """The name/attribute/import rules on an already parsed tree."""
     banned = tuple(default_banned_modules() if banned_modules is None else banned_modules)
     # walked once, in ast.walk's breadth-first order, so the first reason found is the same
-    nodes = _walk(tree)
+    nodes = walk_nodes(tree)
     bound = _bound_names(nodes)
     # getattr & co. only as the callee of a call: an alias (`g = getattr`, `[getattr][0]`)
     # would take the attribute name from anywhere

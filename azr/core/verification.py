@@ -30,7 +30,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from azr.core.checks import CheckResult, check_expression, check_program, parse_arguments
+from azr.core.checks import (
+    CheckResult,
+    check_expression,
+    check_program,
+    parse_arguments,
+    walk_nodes,
+)
 from azr.core.tasks import TaskType
 
 
@@ -109,9 +115,8 @@ def literal_value(text: str, max_chars: int = MAX_LITERAL_CHARS) -> Any:
         tree = ast.parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         raise NotALiteral(f"not parseable: {type(exc).__name__}") from None
-    for nodes, _ in enumerate(ast.walk(tree), 1):
-        if nodes > MAX_LITERAL_NODES:
-            raise NotALiteral(f"over {MAX_LITERAL_NODES} nodes")
+    if len(walk_nodes(tree)) > MAX_LITERAL_NODES:  # the text's size bounds the list
+        raise NotALiteral(f"over {MAX_LITERAL_NODES} nodes")
     try:
         return _build(tree.body)
     except TypeError as exc:  # unhashable set member / dict key
