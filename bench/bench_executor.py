@@ -290,9 +290,10 @@ def bench_http(server: HttpExecutor, n: int, batch: int, clients: int) -> dict[s
     flight. CPU: every process of the service (API, Redis, workers, fork-servers, children)."""
     import httpx
 
-    body = {"items": [{"program": PROGRAM, "input": INPUT}] * batch}
-
     def post(http: httpx.Client) -> float:
+        # programs and inputs seen for the first time, as in training
+        items = [item() for _ in range(batch)]
+        body = {"items": [{"program": it["program"], "input": it["inputs"][0]} for it in items]}  # type: ignore[index]
         t = time.perf_counter()
         r = http.post(f"{server.url}/v1/run", json=body, timeout=600)
         r.raise_for_status()
