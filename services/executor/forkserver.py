@@ -213,7 +213,7 @@ class ForkServer:
         timeout_s = float(timeout_s or self.limits.cpu_s)
         repeat = max(1, repeat)
         try:
-            _write_all(child.job_w, memoryview(payload)[child_job.HEADER.size :])
+            _write_job(child.job_w, memoryview(payload)[child_job.HEADER.size :], t0 + timeout_s)
         except OSError:
             pass  # the child died; what it wrote and its exit status tell why
         os.close(child.job_w)
@@ -342,6 +342,26 @@ def _kill_group(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)  # before setpgid took effect the group may not exist
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _write_job(fd: int, data: memoryview, deadline: float) -> None:
+    """A job into its child's fresh pipe. Up to `PIPE_BUF` bytes fit into any empty pipe, so one
+    write never blocks; a larger job is written as the child reads it, until the deadline (a
+    child that never reads can't stall the server; cut off, its job doesn't load)."""
+    if len(data) <= select.PIPE_BUF:
+        _write_all(fd, data)
+        return
+    os.set_blocking(fd, False)
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    while data:
+        left = deadline - time.monotonic()
+        if left <= 0 or not poller.poll(left * 1000):
+            return
+        try:
+            data = data[os.write(fd, data) :]
+        except BlockingIOError:
+            continue
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:

@@ -144,7 +144,9 @@ JOB_FD, RESULT_FD = 0, 1  # where a child finds its pipes
 # (rlimits, hard CPU limit, seccomp loader or None, audit hook): see `child_setup`
 ChildSetup = tuple[tuple[tuple[int, tuple[int, int]], ...], int, Callable[[], None] | None, Any]
 RLIMIT_CPU = resource.RLIMIT_CPU
-READY = b"R"  # set-up done; the fork-server sends a job only after this byte
+# set-up done: written before the job is read (before any model code), so it comes back ahead
+# of the frame and can't be forged; SETUP_FAILED and why instead when the lock-down failed
+READY = b"R"
 SETUP_FAILED = b"F"
 
 

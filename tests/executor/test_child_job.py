@@ -78,3 +78,12 @@ def test_syntax_errors_are_the_items_error(engine: Engine) -> None:
     )
     assert out[0]["status"] == "error" and out[0]["error"].startswith("SyntaxError")
     assert out[1] == {**out[1], "status": "ok", "output": "7"}
+
+
+def test_a_job_larger_than_a_pipe_buffer_arrives_whole(engine: Engine) -> None:
+    text = "ab" * 45_000  # a 90 kB argument: written as the child reads it
+    program = "def f(s):\n    return [len(s), s[-3:]]"
+    out = engine.run([{"program": program, "input": repr(text)}])[0]
+    namespace: dict[str, object] = {}
+    exec(compile(program, "<test>", "exec"), namespace)
+    assert out["status"] == "ok" and out["output"] == repr(namespace["f"](text))  # type: ignore[operator]
