@@ -315,6 +315,12 @@ def check_expression(
 ARGS_CALLEE = "_azr_args"
 
 
+def arguments_call(text: str) -> str:
+    """Argument text as the source of one call of `ARGS_CALLEE`: how it is parsed here and how
+    the sandbox child evaluates it (binding the name to a function that returns its arguments)."""
+    return f"{ARGS_CALLEE}(\n{text}\n)"
+
+
 def parse_arguments(text: str) -> ast.Call | str:
     """Parse AZR argument text (``'abc', 3`` or ``x=[1,\\n 2]``) as the argument list of one call.
 
@@ -324,7 +330,7 @@ def parse_arguments(text: str) -> ast.Call | str:
     if "\x00" in text:
         return "null byte in input"
     try:
-        tree = ast.parse(f"{ARGS_CALLEE}(\n{text}\n)", mode="eval")
+        tree = ast.parse(arguments_call(text), mode="eval")
     except SyntaxError as exc:
         return f"not a valid argument list: {exc.msg}"
     except (ValueError, RecursionError, MemoryError) as exc:

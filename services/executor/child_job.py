@@ -25,7 +25,7 @@ import struct
 from functools import lru_cache
 from types import CodeType
 
-from azr.core.checks import ARGS_CALLEE
+from azr.core.checks import arguments_call
 
 # what the fork-server reads of a job (repeat, max_output, timeout); the child gets the rest
 HEADER = struct.Struct("!IId")
@@ -45,12 +45,6 @@ def describe(exc: BaseException, limit: int = MAX_ERROR_CHARS) -> str:
     except BaseException:
         text = type(exc).__name__
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-def arguments_source(text: str) -> str:
-    """An argument list as the call of ``ARGS_CALLEE`` the child evaluates (it binds the name to
-    a function that hands back ``(args, kwargs)``)."""
-    return f"{ARGS_CALLEE}(\n{text}\n)"
 
 
 def _has_set_constant(consts: tuple[object, ...]) -> bool:
@@ -94,10 +88,10 @@ def _part(source: str, filename: str, mode: str) -> CodeType | str:
 def encode(program: str, arguments: str, repeat: int, max_output: int, timeout_s: float) -> bytes:
     """The bytes of one evaluation: `HEADER`, then one marshalled tuple for the child
     ``(program, arguments, repeat, max_output, cpu_s)``, the first two code objects (or source
-    texts, see `MAX_PLUS`), `cpu_s` the soft CPU limit (the timeout plus a second, whole). Raises
+    texts the child compiles, see `_part`), `cpu_s` the soft CPU limit (the timeout plus a second, whole). Raises
     `CompileFailed` for a text that does not compile: the job's error, and no child is needed."""
     code = _part(program, "<program>", "exec")
-    args = _part(arguments_source(arguments), "<input>", "eval")
+    args = _part(arguments_call(arguments), "<input>", "eval")
     # no timeout: the configuration's hard limit (the child takes the smaller of the two)
     cpu_s = math.ceil(timeout_s + 1) if timeout_s > 0 else 1 << 30
     body = marshal.dumps((code, args, repeat, max_output, cpu_s))

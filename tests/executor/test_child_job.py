@@ -8,6 +8,7 @@ from types import CodeType
 
 import pytest
 
+from azr.core.checks import ARGS_CALLEE
 from services.executor import child_job
 from services.executor.engine import Engine
 
@@ -28,7 +29,7 @@ def test_ordinary_texts_reach_the_child_compiled() -> None:
     assert isinstance(code, CodeType) and isinstance(args, CodeType)
     namespace: dict[str, object] = {}
     exec(code, namespace)
-    namespace[child_job.ARGS_CALLEE] = lambda *a, **k: (a, k)
+    namespace[ARGS_CALLEE] = lambda *a, **k: (a, k)
     assert eval(args, namespace) == ((3,), {"b": 4})
 
 
