@@ -18,6 +18,7 @@ JSON, struct or dict work in the child) before its audit hook is installed (the 
 ``marshal.*`` events); those bytes only ever come from here."""
 
 from __future__ import annotations
+import __future__
 
 import marshal
 import math
@@ -32,6 +33,11 @@ HEADER = struct.Struct("!IId")
 MAX_ERROR_CHARS = 500
 # CRUXEval's 800 programs have at most 5 "+"; a fold chain costs its length squared
 MAX_PLUS = 32
+# Annotations are kept as text, never evaluated (`from __future__ import annotations`): how every
+# program has run here so far (the child's compile inherited the flag from `sandbox_child`), so
+# an annotation naming something undefined (`-> NoneType`, common in proposals) doesn't make a
+# program invalid. The child's own compile of a source text uses the same flags.
+COMPILE_FLAGS = __future__.annotations.compiler_flag
 
 
 class CompileFailed(Exception):
@@ -62,8 +68,7 @@ def _has_set_constant(consts: tuple[object, ...]) -> bool:
 def _compiled(source: str, filename: str, mode: str) -> CodeType | str | None:
     """The code object; None where the child must compile it after all; the error text."""
     try:
-        # dont_inherit: no __future__ flag of this module leaks into programs (plain semantics)
-        code = compile(source, filename, mode, dont_inherit=True, optimize=0)
+        code = compile(source, filename, mode, COMPILE_FLAGS, dont_inherit=True, optimize=0)
     except Exception as exc:  # SyntaxError, ValueError (NUL), RecursionError, MemoryError
         return describe(exc)
     # A set display of constants (`{9, 1, 17}`, `x in {...}`) is a frozenset constant. marshal

@@ -25,9 +25,9 @@ from typing import Any, NoReturn
 
 from azr.core.checks import ARGS_CALLEE
 from services.executor import sandbox_layers as layers
+from services.executor.child_job import COMPILE_FLAGS, encode
 from services.executor.child_job import HEADER as JOB_HEADER
 from services.executor.child_job import describe as _short
-from services.executor.child_job import encode
 
 # Modules a program may not reach even though the fork-server itself loaded them.
 _HIDDEN_MODULES = (
@@ -446,9 +446,9 @@ def _evaluate(
     try:
         # source the trusted side left to this child (`child_job.MAX_PLUS`): compiled here
         if type(program) is str:
-            program = compile(program, "<program>", "exec", dont_inherit=True)
+            program = compile(program, "<program>", "exec", COMPILE_FLAGS, dont_inherit=True)
         if type(arguments) is str:
-            arguments = compile(arguments, "<input>", "eval", dont_inherit=True)
+            arguments = compile(arguments, "<input>", "eval", COMPILE_FLAGS, dont_inherit=True)
         exec(program, namespace)
         fn = namespace.get("f")
         if not callable(fn):

@@ -2,6 +2,7 @@
 could be costly or change what a program returns; the child then gets source, as before."""
 
 from __future__ import annotations
+import __future__
 
 import marshal
 from types import CodeType
@@ -88,3 +89,14 @@ def test_a_job_larger_than_a_pipe_buffer_arrives_whole(engine: Engine) -> None:
     namespace: dict[str, object] = {}
     exec(compile(program, "<test>", "exec"), namespace)
     assert out["status"] == "ok" and out["output"] == repr(namespace["f"](text))  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("pluses", [0, child_job.MAX_PLUS + 1], ids=["compiled", "source"])
+def test_annotations_are_never_evaluated(engine: Engine, pluses: int) -> None:
+    # `-> NoneType` names nothing: proposals write it, and it has never made one invalid here
+    program = "def f(x: Undefined) -> NoneType:\n    return [x" + " + 1" * pluses + "]"
+    namespace: dict[str, object] = {}
+    lazy = __future__.annotations.compiler_flag
+    exec(compile(program, "<test>", "exec", lazy, dont_inherit=True), namespace)
+    out = engine.run([{"program": program, "input": "2"}])[0]
+    assert out["status"] == "ok" and out["output"] == repr(namespace["f"](2))  # type: ignore[operator]
