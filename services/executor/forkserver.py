@@ -235,14 +235,6 @@ class ForkServer:
         self.last_setup_error = detail
         return {"status": "error", "error": f"sandbox setup failed: {detail}"}
 
-    def _reap(self, child: Child, result: dict[str, Any]) -> dict[str, Any]:
-        if child.job_w >= 0:
-            os.close(child.job_w)
-        _kill_group(child.pid)
-        os.waitpid(child.pid, 0)
-        os.close(child.result_r)
-        return result
-
     def _collect(
         self, child: Child, deadline: float, cap: int, repeat: int, max_output: int
     ) -> dict[str, Any]:
@@ -306,8 +298,13 @@ class ForkServer:
         return parse_frame(bytes(data), repeat, max_output)
 
     def close(self) -> None:
+        """Kill and reap the spares (they hold no job)."""
         while self.spares:
-            self._reap(self.spares.pop(), {})
+            child = self.spares.pop()
+            os.close(child.job_w)
+            _kill_group(child.pid)
+            os.waitpid(child.pid, 0)
+            os.close(child.result_r)
 
 
 _getrusage = resource.getrusage  # kept here: children must not find `resource` in sys.modules
