@@ -86,7 +86,11 @@ class ExecutorSettings(BaseModel):
     )
     chunk_size: int = Field(32, description="items per Celery task when a batch is split")
     spare_children: int = Field(
-        8, ge=1, le=64, description="pre-forked sandbox children per fork-server, forked in bursts"
+        8,
+        ge=1,
+        le=64,
+        description="sandbox children a fork-server forks at once, each with its job; they lock "
+        "down together and run one at a time (the name is from when they waited for jobs)",
     )
     request_timeout_s: float = Field(600.0, description="how long the API waits for a batch")
     visibility_timeout_s: int | None = Field(

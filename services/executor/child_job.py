@@ -13,9 +13,9 @@ program). Such a chain needs many ``+``: a text with more than `MAX_PLUS` of the
 child as source, as every text did before, and is compiled there under its CPU limit; so does
 a text whose code has a set constant (see `_compiled`).
 
-The child gets the job as one marshalled tuple and loads it with a single `marshal.loads` (no
-JSON, struct or dict work in the child) before its audit hook is installed (the hook refuses
-``marshal.*`` events); those bytes only ever come from here."""
+The fork-server loads the job (`load`: one `marshal.loads` of bytes that only ever come from
+`encode`) before it forks the job's child, which finds the tuple in memory; model code never
+sees the bytes."""
 
 from __future__ import annotations
 import __future__
@@ -25,6 +25,7 @@ import math
 import struct
 from functools import lru_cache
 from types import CodeType
+from typing import Any
 
 from azr.core.checks import arguments_call
 
@@ -101,3 +102,16 @@ def encode(program: str, arguments: str, repeat: int, max_output: int, timeout_s
     cpu_s = math.ceil(timeout_s + 1) if timeout_s > 0 else 1 << 30
     body = marshal.dumps((code, args, repeat, max_output, cpu_s))
     return HEADER.pack(repeat, max_output, timeout_s) + body
+
+
+def load(payload: bytes) -> tuple[Any, Any, int, int, int]:
+    """`encode`'s tuple back, in the fork-server. Raises ValueError for anything else (the
+    bytes come from the worker's `encode`, so that would be a bug, reported as the job's
+    error)."""
+    try:
+        job = marshal.loads(memoryview(payload)[HEADER.size :])
+    except (EOFError, ValueError, TypeError) as exc:
+        raise ValueError(f"the job does not load: {describe(exc)}") from None
+    if type(job) is not tuple or len(job) != 5:
+        raise ValueError("the job is not a 5-tuple")
+    return job

@@ -1,9 +1,10 @@
 """The fork-server: a small dedicated process (never the Celery worker itself) that pre-imports
 what programs may use, prepares the isolation layers once, and forks one sandboxed child per job.
 
-Spare children are forked in bursts and lock themselves down *before* their jobs arrive, so the
-sandbox set-up overlaps the previous job and a job costs little more than two pipe writes and a
-reap; see docs/executor.md, "Performance", for what a child costs and why.
+A request's jobs are loaded here and their children forked in bursts, each child with its job
+already in memory; they lock themselves down together and then run one at a time, each started
+by one byte on its pipe once the one before it is reaped. See docs/executor.md, "Performance",
+for what a child costs and why.
 
 This process is on the *trusted* side: it never runs model code. Every child is a fresh process
 for exactly one (program, input) evaluation; what a child writes back is parsed here strictly
@@ -12,9 +13,10 @@ anything else is that job's ``error``, never the batch's.
 
 Protocol on stdin/stdout: 4-byte big-endian length + JSON. First message in: the config; first
 message out: the layer report. Then requests ``{"jobs": [...]}`` -> ``{"results": [...]}``, one
-job being the base64 of the bytes its child reads (`child_job.encode`: a header with repeat,
-max_output and timeout, then the program and the argument list, compiled by the worker) and one
-result ``{"status", "outputs" | "error", "duration_ms"}``.
+job being the base64 of `child_job.encode`'s bytes (a header with repeat, max_output and
+timeout, then the program and the argument list, compiled by the worker) and one result
+``{"status", "outputs" | "error", "duration_ms"}``; every child of a request is reaped before
+its reply.
 Run as ``python -S -s -m services.executor.forkserver`` with an empty environment (plus
 PYTHONHASHSEED)."""
 
@@ -133,7 +135,7 @@ _SIGNAL_STATUS = {
 @dataclass
 class Child:
     pid: int
-    job_w: int
+    go_w: int  # one byte here starts its job (closed unwritten: it exits)
     result_r: int
 
 
@@ -151,75 +153,96 @@ class ForkServer:
         prepared.cpu_hard = max(1, int(limits.cpu_s)) + 1
         self.guard = guard
         self.setup: ChildSetup | None = None  # `child_setup`, once `prepare_server` ran
-        self.spares: list[Child] = []
+        self.waiting: list[Child] = []  # forked with their jobs, not yet started
         self.batch = max(1, batch)
         self.fork: Callable[[], int] = _fork
         self.spawned = 0
         self.setup_failures = 0
         self.last_setup_error = ""
 
-    def spare_pids(self) -> list[int]:
-        return [c.pid for c in self.spares]
+    def waiting_pids(self) -> list[int]:
+        return [c.pid for c in self.waiting]
 
-    def refill(self) -> None:
-        """Fork spare children back to back until there are `batch` of them. Every fork
-        write-protects the server's pages, and each page the server then writes costs it a
-        copy-on-write fault: forking in bursts pays for the job loop's pages once per burst, and
-        creating every pipe first leaves nothing between two forks but the fork itself (whatever
-        ran there was faulted in again after each one)."""
-        want = self.batch - len(self.spares)
-        pipes = [(os.pipe(), os.pipe()) for _ in range(want)]
-        ids = [child_ids(self.prepared, self.spawned + i) for i in range(want)]
-        self.spawned += want
-        fork, pids = self.fork, []
+    def run_all(self, payloads: list[bytes]) -> list[dict[str, Any]]:
+        """Every payload (from `child_job.encode`) in a fresh child, the frames back in order.
+        Children are forked `batch` at a time, each with its job already in memory, and lock
+        down together; they then run one after the other (the next is started once the one
+        before it is reaped), so no job shares the CPU with another job's model code."""
+        results: list[dict[str, Any]] = []
+        for start in range(0, len(payloads), self.batch):
+            burst = payloads[start : start + self.batch]
+            jobs = [_load_job(payload) for payload in burst]  # a str: why it did not load
+            self._fork_burst([job for job in jobs if not isinstance(job, str)])
+            for payload, job in zip(burst, jobs, strict=True):
+                if isinstance(job, str):
+                    results.append({"status": "error", "error": job, "duration_ms": 0.0})
+                else:
+                    results.append(self._run_next(payload))
+        return results
+
+    def _fork_burst(self, jobs: list[tuple[Any, ...]]) -> None:
+        """Fork one child per job, back to back. The job is unmarshalled here, before the
+        forks, so a child finds it in memory: unmarshalling in every child (allocating the code
+        objects and interning their names) wrote ~15 more inherited pages per child, each a
+        copy-on-write fault. Every fork write-protects the server's pages, and each page the
+        server then writes costs it a fault: forking in bursts pays for the job loop's pages
+        once per burst, and creating every pipe first leaves nothing between two forks but the
+        fork itself."""
+        pipes = [(os.pipe(), os.pipe()) for _ in jobs]
+        ids = [child_ids(self.prepared, self.spawned + i) for i in range(len(jobs))]
+        self.spawned += len(jobs)
+        # bound here: looking `_child` up in the child missed CPython's type attribute cache
+        # (the server never calls it), and a miss writes the cache and two name strings
+        fork, start, pids = self.fork, self._child, []
         try:
-            for i in range(want):
+            for i in range(len(jobs)):
                 pid = fork()
                 if pid == 0:  # pragma: no cover - the child never returns
-                    self._child(pipes[i], ids[i])
+                    start(pipes[i], ids[i], jobs[i])
                 pids.append(pid)
         finally:  # (a failed fork keeps the children forked before it)
             # a child closes every inherited descriptor (its siblings' pipe ends included)
-            # during its lock-down, before it reads a job
-            for k, ((job_r, job_w), (result_r, result_w)) in enumerate(pipes):
-                os.close(job_r)
+            # during its lock-down, before its job starts
+            for k, ((go_r, go_w), (result_r, result_w)) in enumerate(pipes):
+                os.close(go_r)
                 os.close(result_w)
                 if k < len(pids):
-                    self.spares.append(Child(pids[k], job_w, result_r))
+                    self.waiting.append(Child(pids[k], go_w, result_r))
                 else:
-                    os.close(job_w)
+                    os.close(go_w)
                     os.close(result_r)
+        self.waiting.reverse()  # `pop()` takes them in job order
 
     def _child(
-        self, pipes: tuple[tuple[int, int], tuple[int, int]], ids: tuple[int, int] | None
+        self,
+        pipes: tuple[tuple[int, int], tuple[int, int]],
+        ids: tuple[int, int] | None,
+        job: tuple[Any, ...],
     ) -> NoReturn:
-        (job_r, _), (_, result_w) = pipes
+        (go_r, _), (_, result_w) = pipes
         try:
             assert self.guard is not None and self.setup is not None, "prepare_server() first"
-            run_child(job_r, result_w, self.setup, ids, self.guard)
+            run_child(go_r, result_w, self.setup, ids, self.guard, job)
         finally:
             os._exit(70)
 
-    def run(self, payload: bytes) -> dict[str, Any]:
-        """One evaluation: `payload` (from `child_job.encode`) to a fresh child, its frame back.
-        The job is written at once: a spare reads it only once locked down, and the one byte it
-        writes before that (`READY`, or `SETUP_FAILED` and why) comes back ahead of the frame,
+    def _run_next(self, payload: bytes) -> dict[str, Any]:
+        """Start the next waiting child and collect its frame. The one byte it writes before
+        its job can start (`READY`, or `SETUP_FAILED` and why) comes back ahead of the frame,
         before any model code could write anything."""
-        if not self.spares:
-            self.refill()
-        child = self.spares.pop()
+        if not self.waiting:  # not expected: a failed fork ends the request with its error
+            return {"status": "error", "error": "fork failed", "duration_ms": 0.0}
+        child = self.waiting.pop()
         t0 = time.monotonic()
         repeat, max_output, timeout_s = child_job.HEADER.unpack_from(payload)
         timeout_s = float(timeout_s or self.limits.cpu_s)
         repeat = max(1, repeat)
         try:
-            _write_job(child.job_w, memoryview(payload)[child_job.HEADER.size :], t0 + timeout_s)
+            os.write(child.go_w, b"g")  # an empty pipe: never blocks
         except OSError:
             pass  # the child died; what it wrote and its exit status tell why
-        os.close(child.job_w)
-        child.job_w = -1
-        if not self.spares:
-            self.refill()  # the next jobs' children lock down while this one runs
+        os.close(child.go_w)
+        child.go_w = -1
         cap = 64 + MAX_ERROR_CHARS * 4 + repeat * (4 * max_output + 1)
         result = self._collect(child, t0 + timeout_s, cap, repeat, max_output)
         result["duration_ms"] = (time.monotonic() - t0) * 1000.0
@@ -298,10 +321,10 @@ class ForkServer:
         return parse_frame(bytes(data), repeat, max_output)
 
     def close(self) -> None:
-        """Kill and reap the spares (they hold no job)."""
-        while self.spares:
-            child = self.spares.pop()
-            os.close(child.job_w)
+        """Kill and reap children that were never started (their jobs did not run)."""
+        while self.waiting:
+            child = self.waiting.pop()
+            os.close(child.go_w)
             _kill_group(child.pid)
             os.waitpid(child.pid, 0)
             os.close(child.result_r)
@@ -341,24 +364,11 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def _write_job(fd: int, data: memoryview, deadline: float) -> None:
-    """A job into its child's fresh pipe. Up to `PIPE_BUF` bytes fit into any empty pipe, so one
-    write never blocks; a larger job is written as the child reads it, until the deadline (a
-    child that never reads can't stall the server; cut off, its job doesn't load)."""
-    if len(data) <= select.PIPE_BUF:
-        _write_all(fd, data)
-        return
-    os.set_blocking(fd, False)
-    poller = select.poll()
-    poller.register(fd, select.POLLOUT)
-    while data:
-        left = deadline - time.monotonic()
-        if left <= 0 or not poller.poll(left * 1000):
-            return
-        try:
-            data = data[os.write(fd, data) :]
-        except BlockingIOError:
-            continue
+def _load_job(payload: bytes) -> tuple[Any, ...] | str:
+    try:
+        return child_job.load(payload)
+    except ValueError as exc:
+        return str(exc)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
@@ -524,7 +534,7 @@ def main() -> None:
     # otherwise touch (and copy-on-write) the whole inherited heap.
     gc.collect()
     gc.freeze()
-    probe = server.run(self_test_job())
+    (probe,) = server.run_all([self_test_job()])
     ok = probe.get("status") == "ok" and probe.get("outputs") == ["[21, 42]", "[21, 42]"]
     write_message(
         proto_out,
@@ -532,7 +542,7 @@ def main() -> None:
             "pid": os.getpid(),
             "host_pid": host_pid,
             "python": sys.version,
-            "spares": server.spare_pids(),
+            "spares": server.waiting_pids(),
             "setup_failures": server.setup_failures,
             "self_test": {"ok": ok, "result": probe},
             "layers": {k: v.as_dict() for k, v in prepared.status.items()},
@@ -543,17 +553,20 @@ def main() -> None:
             request = read_message(proto_in)
             if request is None:
                 break
-            results = [server.run(binascii.a2b_base64(job)) for job in request.get("jobs", [])]
-            # the spares' pids let a caller check that no other child outlived its job
+            results = server.run_all([binascii.a2b_base64(job) for job in request.get("jobs", [])])
+            # every child of this request is reaped: a caller checks that none outlived its job
             write_message(
                 proto_out,
                 {
                     "results": results,
-                    "spares": server.spare_pids(),
+                    "spares": server.waiting_pids(),
                     "setup_failures": server.setup_failures,
                     "setup_error": server.last_setup_error,
                 },
             )
+    except BaseException:
+        sys.stderr = sys.__stderr__  # not the children's sink: the traceback goes to the log
+        raise
     finally:
         server.close()  # the working directory was removed at start-up already
 

@@ -83,7 +83,7 @@ class SandboxConfig:
     pidns: bool = True
     userns: bool = True  # without root: namespaces through a user namespace where allowed
     read_trees: list[str] = field(default_factory=list)
-    spares: int = 8  # pre-forked, locked-down children each fork-server keeps ready
+    spares: int = 8  # children forked at once, each with its job (`settings.spare_children`)
     runtime: str = "native"  # or "runsc": the fork-servers run inside gVisor
     allow_degraded: bool = False
     distinct_uids: bool = True
@@ -132,7 +132,7 @@ class ForkServerProcess:
         self.hash_seed = hash_seed
         self.proc: subprocess.Popen[bytes] | None = None
         self.hello: dict[str, Any] = {}
-        self.spare_pids: list[int] = []  # as of the last reply
+        self.spare_pids: list[int] = []  # children left after the last reply: none
         self.server_pid: int | None = None  # the serving process as the host sees it
         self.replaced = 0  # fork-servers replaced because their children failed set-up
         self._lock = threading.Lock()

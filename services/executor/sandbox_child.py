@@ -16,18 +16,22 @@ in the fork-server; traceback/generator frames are audited events it refuses).""
 from __future__ import annotations
 
 import builtins
-import marshal
 import os
 import resource
 import sys
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NoReturn
 
 from azr.core.checks import ARGS_CALLEE
 from services.executor import sandbox_layers as layers
-from services.executor.child_job import COMPILE_FLAGS, encode
-from services.executor.child_job import HEADER as JOB_HEADER
+from services.executor.child_job import COMPILE_FLAGS, encode, load
 from services.executor.child_job import describe as _short
+
+
+def _trampoline(fn: Any) -> Any:
+    return partial(fn)
+
 
 # Modules a program may not reach even though the fork-server itself loaded them.
 _HIDDEN_MODULES = (
@@ -140,9 +144,12 @@ _REFUSED_EVENT_PREFIXES = (
 )
 # What a child may say about itself; `timeout` only ever comes from the fork-server.
 CHILD_STATUSES = frozenset({"ok", "error", "memory", "forbidden", "output_limit"})
-JOB_FD, RESULT_FD = 0, 1  # where a child finds its pipes
-# (rlimits, hard CPU limit, seccomp loader or None, audit hook): see `child_setup`
-ChildSetup = tuple[tuple[tuple[int, tuple[int, int]], ...], int, Callable[[], None] | None, Any]
+GO_FD, RESULT_FD = 0, 1  # where a child finds its pipes
+# (rlimits, hard CPU limit, seccomp loader or None, audit hook, the sink's state): see
+# `child_setup`
+ChildSetup = tuple[
+    tuple[tuple[int, tuple[int, int]], ...], int, Callable[[], None] | None, Any, list[Any]
+]
 RLIMIT_CPU = resource.RLIMIT_CPU
 # set-up done: written before the job is read (before any model code), so it comes back ahead
 # of the frame and can't be forged; SETUP_FAILED and why instead when the lock-down failed
@@ -155,20 +162,25 @@ class OutputLimitExceeded(BaseException):
 
 
 class _CappedSink:
-    """Replaces stdout/stderr: printing is allowed but counted, never delivered anywhere."""
+    """stdout and stderr of every child: printing is allowed but counted, never delivered
+    anywhere. Installed once in the fork-server (`prepare_server`), so a child inherits it and
+    only sets its cap: assigning ``sys.stdout`` in each child missed CPython's type attribute
+    cache and wrote a dozen inherited pages. Its state is a list ``[cap, printed, exceeded]``
+    that a child reads and writes by index, with no attribute lookup of its own. In the server
+    (which prints nothing after start-up) the cap is unbounded: a stray warning is dropped, not
+    raised."""
 
-    __slots__ = ("cap", "exceeded", "size")
+    __slots__ = ("state",)
 
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self.size = 0
-        self.exceeded = False
+    def __init__(self) -> None:
+        self.state: list[Any] = [1 << 62, 0, False]
 
     def write(self, text: str) -> int:
-        self.size += len(text)
-        if self.size > self.cap:
-            self.exceeded = True
-            raise OutputLimitExceeded(f"printed over {self.cap} characters")
+        state = self.state
+        state[1] += len(text)
+        if state[1] > state[0]:
+            state[2] = True
+            raise OutputLimitExceeded(f"printed over {state[0]} characters")
         return len(text)
 
     def flush(self) -> None:
@@ -229,6 +241,7 @@ def _version_tag_view(d: dict[str, Any]) -> Any:
 
 
 _HOOK: Any = None  # made once in the fork-server (`prepare_server`) for every child
+_SINK = _CappedSink()  # sys.stdout and sys.stderr of every child (see `prepare_server`)
 
 
 def prepare_server() -> BuiltinsGuard:
@@ -243,6 +256,9 @@ def prepare_server() -> BuiltinsGuard:
         sys.modules.pop(name, None)
     if hasattr(sys, "_getframe"):
         del sys._getframe  # stdlib callers (enum, typing, namedtuple) handle its absence
+    # the server prints nothing after start-up (`forkserver.main` puts the real stderr back
+    # should it fail)
+    sys.stdout = sys.stderr = _SINK
     return guard
 
 
@@ -253,18 +269,13 @@ def warm_up(guard: BuiltinsGuard, rounds: int = 30) -> None:
     payload = encode(
         "def f(a, b=2):\n    return {'s': [a + b, (a, b)], 't': {a * b}}", "4, b=5", 2, 1000, 5.0
     )
-    r, w = os.pipe()
-    try:
-        for _ in range(rounds):
-            sink = _CappedSink(1000)
-            sink.write("x")
-            os.write(w, payload[JOB_HEADER.size :])
-            program, arguments, repeat, cap, _ = _read_job(r, os.read, marshal.loads)
-            _frame(*_evaluate(program, arguments, repeat, cap, guard))
-            _frame("error", _short(ValueError("x")))
-    finally:
-        os.close(r)
-        os.close(w)
+    for _ in range(rounds):
+        sink = _CappedSink()
+        sink.state[0] = 1000
+        sink.write("x")
+        program, arguments, repeat, cap, _ = load(payload)
+        _frame(*_evaluate(program, arguments, repeat, cap, guard))
+        _frame("error", _short(ValueError("x")))
 
 
 def child_setup(prepared: layers.PreparedLayers) -> ChildSetup:
@@ -273,7 +284,7 @@ def child_setup(prepared: layers.PreparedLayers) -> ChildSetup:
     reference-count write, and so a copy-on-write fault, in each child."""
     load = prepared.seccomp_prog.load if prepared.seccomp_prog is not None else None
     hook = _HOOK if _HOOK is not None else _make_audit_hook(RESULT_FD)
-    return tuple(prepared.child_rlimits), prepared.cpu_hard, load, hook
+    return tuple(prepared.child_rlimits), prepared.cpu_hard, load, hook, _SINK.state
 
 
 def child_ids(prepared: layers.PreparedLayers, slot: int) -> tuple[int, int] | None:
@@ -286,34 +297,36 @@ def child_ids(prepared: layers.PreparedLayers, slot: int) -> tuple[int, int] | N
 
 
 def run_child(
-    job_r: int,
+    go_r: int,
     result_w: int,
     setup: ChildSetup,
     ids: tuple[int, int] | None,
     guard: BuiltinsGuard,
-    _write: Any = os.write,
-    _exit: Callable[[int], NoReturn] = os._exit,
-    _close: Any = os.close,
-    _setrlimit: Any = resource.setrlimit,
-    _addaudithook: Any = sys.addaudithook,
-    _loads: Any = marshal.loads,
-    _read: Any = os.read,
+    job: tuple[Any, Any, int, int, int],
+    _write: Any = _trampoline(os.write),
+    _exit: Callable[[int], NoReturn] = _trampoline(os._exit),
+    _close: Any = _trampoline(os.close),
+    _setrlimit: Any = _trampoline(resource.setrlimit),
+    _addaudithook: Any = _trampoline(sys.addaudithook),
+    _read: Any = _trampoline(os.read),
 ) -> NoReturn:
     # Runs once per process, so CPython never specialises it: every global or module attribute
     # looked up here would be a method-cache write (a copy-on-write fault) in each child; the
     # functions it calls come in as defaults, bound once in the server.
-    rlimits, cpu_hard, load_seccomp, hook = setup
+    rlimits, cpu_hard, load_seccomp, hook, printed = setup
+    # `job` was loaded by the fork-server (`child_job.load`): the program and the argument
+    # list as code objects (or source, compiled below), repeat, max_output, the soft CPU limit
+    program, arguments, repeat, max_output, cpu_s = job
     try:
-        _lock_down(job_r, result_w, rlimits, ids)
+        _lock_down(go_r, result_w, rlimits, ids)
     except BaseException as exc:
         _write(RESULT_FD, SETUP_FAILED + _short(exc).encode("utf-8", "replace"))
         _exit(71)
     _write(RESULT_FD, READY)
+    if not _read(GO_FD, 1):  # the server closed the pipe without starting this job
+        _exit(0)
     try:
-        # code objects compiled by the trusted side, unmarshalled before the hook (it refuses
-        # marshal)
-        program, arguments, repeat, max_output, cpu_s = _read_job(JOB_FD, _read, _loads)
-        _close(JOB_FD)
+        _close(GO_FD)
         # still before any model code: the per-job CPU limit (soft: this job's timeout + 1 s,
         # hard: the configuration's), then the filter that forbids touching any limit again,
         # then the hook, which has no off switch
@@ -324,9 +337,8 @@ def run_child(
     except BaseException as exc:
         _write(RESULT_FD, _frame("error", f"sandbox setup failed: {_short(exc)}"))
         _exit(0)
-    del setup, load_seccomp, hook  # nothing of the set-up stays reachable from this frame
-    sink = _CappedSink(max_output)
-    sys.stdout = sys.stderr = sink
+    del setup, load_seccomp, hook, job  # nothing of the set-up stays reachable from this frame
+    printed[0], printed[1] = max_output, 0  # the inherited sink's cap, nothing printed yet
     try:
         status, body = _evaluate(program, arguments, repeat, max_output, guard)
     except OutputLimitExceeded as exc:
@@ -335,8 +347,8 @@ def run_child(
         status, body = "memory", "MemoryError: address-space limit reached"
     except BaseException as exc:
         status, body = "error", _short(exc)
-    if sink.exceeded:
-        status, body = "output_limit", f"printed over {sink.cap} characters"
+    if printed[2]:  # even if the program caught the exception
+        status, body = "output_limit", f"printed over {max_output} characters"
     try:
         guard.restore()  # the program may have patched what formatting the frame uses
         frame = _frame(status, body)
@@ -389,20 +401,20 @@ def _frame(status: str, body: str) -> bytes:
 
 
 def _lock_down(
-    job_r: int,
+    go_r: int,
     result_w: int,
     rlimits: tuple[tuple[int, tuple[int, int]], ...],
     ids: tuple[int, int] | None,
-    _dup2: Any = os.dup2,
-    _closerange: Any = os.closerange,
-    _setpgid: Any = os.setpgid,
-    _setrlimit: Any = resource.setrlimit,
-    _setresgid: Any = os.setresgid,
-    _setresuid: Any = os.setresuid,
+    _dup2: Any = _trampoline(os.dup2),
+    _closerange: Any = _trampoline(os.closerange),
+    _setpgid: Any = _trampoline(os.setpgid),
+    _setrlimit: Any = _trampoline(resource.setrlimit),
+    _setresgid: Any = _trampoline(os.setresgid),
+    _setresuid: Any = _trampoline(os.setresuid),
 ) -> None:
     # the pipes move to fixed numbers (the server's pipes are all above 2), everything else
     # inherited is closed with one close_range(2)
-    _dup2(job_r, JOB_FD)
+    _dup2(go_r, GO_FD)
     _dup2(result_w, RESULT_FD)
     _closerange(RESULT_FD + 1, 1 << 20)
     _setpgid(0, 0)  # own process group: the parent kills the whole group on timeout
@@ -414,21 +426,6 @@ def _lock_down(
         _setresgid(gid, gid, gid)  # no supplementary groups: the server dropped them
         _setresuid(uid, uid, uid)
     # no_new_privs and the Landlock domain come from the fork-server (`layers.lock_server`)
-
-
-def _read_job(fd: int, read: Any, loads: Any) -> tuple[Any, Any, int, int, int]:
-    """A job as `child_job.encode` wrote it: one marshalled tuple ``(program, arguments, repeat,
-    max_output, cpu_s)``, usually whole in the first read. A cut-off tuple does not load (its
-    item count comes first), so it is read until it does."""
-    data = read(fd, 1 << 16)
-    while True:
-        try:
-            return loads(data)  # type: ignore[no-any-return]
-        except EOFError:
-            more = read(fd, 1 << 16)
-            if not more:
-                raise EOFError("job pipe closed") from None
-            data += more
 
 
 def _collect_args(*args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:

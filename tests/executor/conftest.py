@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,8 +45,3 @@ def engine() -> Iterator[Engine]:
 @pytest.fixture
 def fork_server_pids(engine: Engine) -> list[int]:
     return [p for p in (engine.pair.primary.server_pid, engine.pair.secondary.server_pid) if p]
-
-
-def only_spares(pids: list[int], spares: int = SPARES) -> bool:
-    """Each fork-server keeps its pre-forked spare children and nothing else."""
-    return all(len(children_of(pid)) <= spares for pid in pids) and os.getpid() > 0

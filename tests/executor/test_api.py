@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from azr.settings import get_settings
 from services.executor.api import create_app
 from services.executor.main import start_worker, stop_worker, wait_ready
 from tests.executor.conftest import children_of
@@ -180,10 +179,9 @@ def test_metrics_and_no_leftover_children(client: TestClient, worker: int) -> No
     client.post("/v1/run", json={"items": [{"program": "def f():\n    return 1", "input": ""}]})
     text = client.get("/metrics").text
     assert "azr_executor_executions_total" in text and "azr_executor_queue_depth" in text
-    # worker -> pool process -> two fork-servers -> their pre-forked spares and nothing more
-    spares = get_settings().executor.spare_children
+    # worker -> pool process -> two fork-servers, whose children are all reaped by the reply
     for pool_proc in children_of(worker):
         for fork_server in children_of(pool_proc):
             # the started process stands in for the fork-server, pid 1 of its PID namespace
             for server in children_of(fork_server):
-                assert len(children_of(server)) <= spares
+                assert children_of(server) == []

@@ -246,10 +246,9 @@ def test_no_child_outlives_its_request(engine: Engine, batch: list[dict[str, obj
     for proc in (engine.pair.primary, engine.pair.secondary):
         assert proc.alive, "a fork-server died"
         assert proc.server_pid is not None
+        # every child of a request is reaped before its reply; none waits for a later one
         kids = children_of(proc.server_pid)
-        # only the pre-forked spares, which have not been given a job yet, may be alive (their
-        # pids are those of the fork-server's own PID namespace, so they are counted)
-        assert len(kids) <= len(proc.spare_pids), f"fork-server {proc.server_pid} has {kids}"
+        assert kids == [] and proc.spare_pids == [], f"fork-server {proc.server_pid} has {kids}"
 
 
 def test_patched_builtins_cannot_forge_the_programs_own_result(engine: Engine) -> None:

@@ -139,7 +139,7 @@ def test_revoke_after_a_504_stops_the_running_chunk(
 ) -> None:
     seen = set(received(worker_log))
     before = wait_pool(redis_url, worker, 2)
-    # each pool process with what it started (its fork-servers and their spare children)
+    # each pool process with what it started (its fork-servers and any children they have)
     started = {pid: {c.pid for c in psutil.Process(pid).children(recursive=True)} for pid in before}
     impatient = create_app(redis_url, Settings(executor=cfg(queue, request_timeout_s=2)))
     item = {"program": SLEEPER, "input": "6", "timeout_s": 6}

@@ -82,8 +82,8 @@ def test_syntax_errors_are_the_items_error(engine: Engine) -> None:
     assert out[1] == {**out[1], "status": "ok", "output": "7"}
 
 
-def test_a_job_larger_than_a_pipe_buffer_arrives_whole(engine: Engine) -> None:
-    text = "ab" * 45_000  # a 90 kB argument: written as the child reads it
+def test_a_large_job_arrives_whole(engine: Engine) -> None:
+    text = "ab" * 45_000  # a 90 kB argument, loaded by the fork-server before the fork
     program = "def f(s):\n    return [len(s), s[-3:]]"
     out = engine.run([{"program": program, "input": repr(text)}])[0]
     namespace: dict[str, object] = {}
@@ -100,3 +100,27 @@ def test_annotations_are_never_evaluated(engine: Engine, pluses: int) -> None:
     exec(compile(program, "<test>", "exec", lazy, dont_inherit=True), namespace)
     out = engine.run([{"program": program, "input": "2"}])[0]
     assert out["status"] == "ok" and out["output"] == repr(namespace["f"](2))  # type: ignore[operator]
+
+
+def test_load_gives_back_what_encode_wrote_and_refuses_anything_else() -> None:
+    payload = child_job.encode("def f(a):\n    return a", "1", 2, 100, 3.0)
+    code, args, repeat, cap, cpu_s = child_job.load(payload)
+    assert isinstance(code, CodeType) and isinstance(args, CodeType)
+    assert (repeat, cap, cpu_s) == (2, 100, 4)
+    header = child_job.HEADER.pack(1, 1, 1.0)
+    for bad in (payload[:-3], header + marshal.dumps([1, 2]), header + b"\xff\x00", b""):
+        with pytest.raises(ValueError):
+            child_job.load(bad)
+
+
+def test_printing_is_counted_per_child_and_an_overflow_sticks(engine: Engine) -> None:
+    # every child inherits the fork-server's sink with a count of its own: 900 characters in
+    # each of three children in a row stay under the 2000 cap; a program that catches the
+    # overflow and returns normally is still over it
+    prints = {"program": "def f():\n    print('y' * 900)\n    return 1", "input": ""}
+    caught = (
+        "def f():\n    try:\n        print('y' * 5000)\n    except BaseException:\n"
+        "        pass\n    return 1"
+    )
+    results = engine.run([prints, prints, prints, {"program": caught, "input": ""}])
+    assert [r["status"] for r in results] == ["ok", "ok", "ok", "output_limit"], results
