@@ -189,16 +189,22 @@ class ForkServer:
         once per burst, and creating every pipe first leaves nothing between two forks but the
         fork itself."""
         pipes = [(os.pipe(), os.pipe()) for _ in jobs]
-        ids = [child_ids(self.prepared, self.spawned + i) for i in range(len(jobs))]
+        calls = [
+            (pipe, child_ids(self.prepared, self.spawned + i), job)
+            for i, (pipe, job) in enumerate(zip(pipes, jobs, strict=True))
+        ]
         self.spawned += len(jobs)
-        # bound here: looking `_child` up in the child missed CPython's type attribute cache
-        # (the server never calls it), and a miss writes the cache and two name strings
+        # What a child runs below after fork() is prepared here. In the child, looking `_child`
+        # up missed CPython's type attribute cache (the server never calls it), and indexing or
+        # a plain call there was the first run of an instruction CPython specialises in place
+        # (writing this code object and the callee's version); each write is a copy-on-write
+        # fault. A call with `*` is never specialised.
         fork, start, pids = self.fork, self._child, []
         try:
-            for i in range(len(jobs)):
+            for call in calls:
                 pid = fork()
                 if pid == 0:  # pragma: no cover - the child never returns
-                    start(pipes[i], ids[i], jobs[i])
+                    start(*call)
                 pids.append(pid)
         finally:  # (a failed fork keeps the children forked before it)
             # a child closes every inherited descriptor (its siblings' pipe ends included)

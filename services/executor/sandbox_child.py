@@ -145,10 +145,14 @@ _REFUSED_EVENT_PREFIXES = (
 # What a child may say about itself; `timeout` only ever comes from the fork-server.
 CHILD_STATUSES = frozenset({"ok", "error", "memory", "forbidden", "output_limit"})
 GO_FD, RESULT_FD = 0, 1  # where a child finds its pipes
-# (rlimits, hard CPU limit, seccomp loader or None, audit hook, the sink's state): see
-# `child_setup`
+# (rlimits, hard CPU limit, (prctl, its arguments, error) for seccomp or None, audit hook, the
+# sink's state): see `child_setup`
 ChildSetup = tuple[
-    tuple[tuple[int, tuple[int, int]], ...], int, Callable[[], None] | None, Any, list[Any]
+    tuple[tuple[int, tuple[int, int]], ...],
+    int,
+    tuple[Any, tuple[Any, ...], Callable[[], BaseException]] | None,
+    Any,
+    list[Any],
 ]
 RLIMIT_CPU = resource.RLIMIT_CPU
 # set-up done: written before the job is read (before any model code), so it comes back ahead
@@ -282,7 +286,8 @@ def child_setup(prepared: layers.PreparedLayers) -> ChildSetup:
     """What every child applies, gathered once in the fork-server (after `prepare_server`) into
     one tuple that a child unpacks into locals: every attribute it looked up instead would be a
     reference-count write, and so a copy-on-write fault, in each child."""
-    load = prepared.seccomp_prog.load if prepared.seccomp_prog is not None else None
+    seccomp = prepared.seccomp_prog
+    load = (*seccomp.call, seccomp.failed) if seccomp is not None else None
     hook = _HOOK if _HOOK is not None else _make_audit_hook(RESULT_FD)
     return tuple(prepared.child_rlimits), prepared.cpu_hard, load, hook, _SINK.state
 
@@ -331,8 +336,10 @@ def run_child(
         # hard: the configuration's), then the filter that forbids touching any limit again,
         # then the hook, which has no off switch
         _setrlimit(RLIMIT_CPU, (cpu_s if cpu_s < cpu_hard else cpu_hard, cpu_hard))
-        if load_seccomp is not None:
-            load_seccomp()
+        if load_seccomp is not None:  # the pre-bound prctl (a method here was a fault more)
+            prctl, args, failed = load_seccomp
+            if prctl(*args) != 0:
+                raise failed()
         _addaudithook(hook)
     except BaseException as exc:
         _write(RESULT_FD, _frame("error", f"sandbox setup failed: {_short(exc)}"))

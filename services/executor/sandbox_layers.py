@@ -375,16 +375,21 @@ class SeccompProgram:
     def __init__(self, bpf: bytes) -> None:
         self._buf = ctypes.create_string_buffer(bpf, len(bpf))  # kept alive with the struct
         self._prog = _SockFprog(len(bpf) // 8, ctypes.cast(self._buf, ctypes.c_void_p))
-        # the call bound here: a child makes it with no global or attribute lookup of its own
-        self._call = (
+        # the call bound here: a child makes it (`prctl(*args)`, 0 on success) with no global
+        # or attribute lookup of its own
+        self.call = (
             _libc.prctl,
             (PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(self._prog), 0, 0),
         )
 
     def load(self) -> None:
-        prctl, args = self._call
+        prctl, args = self.call
         if prctl(*args) != 0:
-            raise LayerUnavailable(f"seccomp load failed: {_errno_text()}")
+            raise self.failed()
+
+    @staticmethod
+    def failed() -> LayerUnavailable:
+        return LayerUnavailable(f"seccomp load failed: {_errno_text()}")
 
 
 def load_seccomp(bpf: bytes) -> None:
