@@ -1,5 +1,7 @@
-"""What runs inside one forked sandbox child: lock the process down, install the audit hook, wait
-for one job (one program on one input), run it, write one result frame, exit. Never returns.
+"""What runs inside one forked sandbox child: lock the process down, wait for the byte that starts
+its job (one program on one input, loaded by the fork-server before the fork), set the job's CPU
+limit, load seccomp, install the audit hook, run the job, write one result frame, exit. Never
+returns.
 
 The child is the *untrusted* side: model code runs here, so everything in this process must be
 assumed forgeable by it. It therefore holds nothing worth forging: no token, no gold value, no
@@ -9,9 +11,9 @@ parses that strictly (size-capped, a known set of statuses, see `forkserver.pars
 worker decides everything (literal parsing, comparisons, determinism) in `azr.core.verification`.
 A program that writes its own frame can only claim what it could have returned anyway.
 
-The audit hook is installed unconditionally, before the job is read: there is no switch to turn
-it off, it holds no closure cell, and it is reachable from no frame (``sys._getframe`` is removed
-in the fork-server; traceback/generator frames are audited events it refuses)."""
+The audit hook is installed unconditionally, before any model code runs: there is no switch to
+turn it off, it holds no closure cell, and it is reachable from no frame (``sys._getframe`` is
+removed in the fork-server; traceback/generator frames are audited events it refuses)."""
 
 from __future__ import annotations
 
@@ -30,6 +32,10 @@ from services.executor.child_job import describe as _short
 
 
 def _trampoline(fn: Any) -> Any:
+    """`fn` behind a `functools.partial`, for the functions a child calls (its defaults below).
+    Calling a builtin writes its reference count, and the module functions a child needs lie on
+    five pages, each a copy-on-write fault; a partial calls its function without touching it,
+    and the partials, made together, share a page."""
     return partial(fn)
 
 
