@@ -44,6 +44,7 @@ _HIDDEN_MODULES = (
     "ctypes",
     "_ctypes",
     "ctypes.util",
+    "fcntl",
     "socket",
     "_socket",
     "subprocess",
