@@ -94,12 +94,15 @@ from services.executor import sandbox_layers as layers  # noqa: E402
 from services.executor.child_job import MAX_ERROR_CHARS  # noqa: E402
 from services.executor.sandbox_child import (  # noqa: E402
     CHILD_STATUSES,
+    GO_FD,
     READY,
+    RESULT_FD,
     SETUP_FAILED,
     BuiltinsGuard,
     ChildSetup,
     child_ids,
     child_setup,
+    lock_down,
     prepare_server,
     run_child,
     warm_up,
@@ -369,6 +372,45 @@ class ForkServer:
             return _status_from_exit(status, cpu_s, self.limits)
         return parse_frame(bytes(data), repeat, max_output)
 
+    def probe_containment(self) -> str:
+        """What a child could still do that its lock-down should stop, checked on two children
+        locked down exactly as jobs' children are (`self.setup`, their own slots): the first
+        tries to fork and to signal the second (waiting for its turn, as a burst's siblings do)
+        and the fork-server. Empty when all of it was refused."""
+        assert self.setup is not None, "child_setup() first"
+        rlimits, scope = self.setup[0], self.setup[1]
+        (hold_r, hold_w), (out_r, out_w) = os.pipe(), os.pipe()
+        slots = self.spawned, self.spawned + 1
+        self.spawned += 2
+        pids: list[int] = []
+        try:
+            for k, slot in enumerate(reversed(slots)):  # the waiting sibling first
+                pid = self.fork()
+                if pid == 0:  # pragma: no cover - the probe children exit
+                    try:
+                        lock_down(hold_r, out_w, rlimits, scope, child_ids(self.prepared, slot))
+                        if k == 0:
+                            os.read(GO_FD, 1)  # until the server closes the pipe
+                        else:
+                            os.write(RESULT_FD, _escapes(pids[0]).encode())
+                    finally:
+                        os._exit(0)
+                pids.append(pid)
+            os.close(hold_r)
+            os.close(out_w)
+            os.waitpid(pids[1], 0)
+            os.set_blocking(out_r, False)  # the sibling keeps the pipe open
+            try:
+                found = os.read(out_r, 256).decode("ascii", "replace")
+            except BlockingIOError:
+                found = ""
+        finally:
+            os.close(hold_w)
+            os.close(out_r)
+            if len(pids) > 0:
+                os.waitpid(pids[0], 0)
+        return "ended before its report" if not found.startswith("probe:") else found[6:]
+
     def close(self) -> None:
         """Kill and reap children that were never started (their jobs did not run)."""
         while self.waiting:
@@ -393,6 +435,27 @@ def _wait(pid: int, flags: int) -> tuple[int, float] | None:
     after = _getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     return status, cpu
+
+
+def _escapes(sibling: int) -> str:
+    """In a probe child: ``probe:`` and what got through (comma-separated), if anything."""
+    escaped = []
+    try:
+        pid = _fork()
+    except OSError:  # refused (EAGAIN from RLIMIT_NPROC)
+        pid = -1
+    if pid == 0:  # pragma: no cover - the forked grandchild
+        os._exit(0)
+    if pid > 0:
+        escaped.append("fork")
+        os.waitpid(pid, 0)
+    for who, target in (("signal a sibling", sibling), ("signal the fork-server", os.getppid())):
+        try:
+            os.kill(target, 0)  # no signal sent; the permission check is the same
+            escaped.append(who)
+        except OSError:
+            pass
+    return "probe:" + ",".join(escaped)
 
 
 def _pidfd(pid: int) -> int:
@@ -504,16 +567,53 @@ def self_test_job() -> bytes:
     return child_job.encode("def f(x):\n    return [x, x * 2]", "21", 2, 100, 5.0)
 
 
-def _seccomp_from_config(config: dict[str, Any]) -> tuple[layers.LayerStatus, bytes | None] | None:
-    """The worker compiles the seccomp filter and sends it (hex), so libseccomp is never loaded
-    here. Without one, the server builds it itself."""
+def _seccomp_from_config(
+    config: dict[str, Any],
+) -> tuple[tuple[layers.LayerStatus, bytes | None] | None, bytes | None]:
+    """The worker compiles the seccomp filters and sends them (hex), so libseccomp is never
+    loaded here: (the child filter's status and program, the fork-server's own program).
+    Without them, the server builds the child filter itself and has none of its own."""
     sent = config.get("seccomp")
     if not isinstance(sent, dict):
-        return None
+        return None, None
     bpf = bytes.fromhex(sent["bpf"]) if sent.get("bpf") else None
-    return layers.LayerStatus(
-        bool(sent.get("active")) and bpf is not None, str(sent["detail"])
-    ), bpf
+    server_bpf = bytes.fromhex(sent["server_bpf"]) if sent.get("server_bpf") else None
+    return (
+        layers.LayerStatus(bool(sent.get("active")) and bpf is not None, str(sent["detail"])),
+        bpf,
+    ), server_bpf
+
+
+def _plan_children(
+    server: ForkServer, prepared: layers.PreparedLayers, requested: str, server_detail: str
+) -> None:
+    """After `lock_server`: what each child adds to the filter it inherits, checked by the
+    probe children; whatever got through sends every child back to the child filter."""
+    prepared.child_step = layers.plan_child_step(prepared, server.batch, requested)
+    server.setup = child_setup(prepared)
+    escaped = ""
+    if prepared.child_step != layers.CHILD_STEP_SECCOMP:
+        escaped = server.probe_containment()
+        if escaped:
+            prepared.child_step = layers.CHILD_STEP_SECCOMP
+            server.setup = child_setup(prepared)
+    status = prepared.status["seccomp"]
+    if not status.active:
+        return
+    if prepared.child_step == layers.CHILD_STEP_SECCOMP:
+        why = f" (a probe child could {escaped.replace(',', ', ')})" if escaped else ""
+        inherited = "under the fork-server's filter, " if prepared.server_seccomp_prog else ""
+        detail = f"{inherited}each child loads the child filter{why}: {status.detail}"
+    else:
+        how = {
+            layers.CHILD_STEP_NONE: "each with a uid of its own",
+            layers.CHILD_STEP_SCOPE: "each in a Landlock domain that scopes its signals",
+        }[prepared.child_step]
+        detail = (
+            f"the fork-server's filter, inherited by every child ({how}; RLIMIT_NPROC 0 "
+            f"refuses fork; probed): {server_detail}"
+        )
+    prepared.status["seccomp"] = layers.LayerStatus(True, detail)
 
 
 def _host_pid() -> int:
@@ -551,10 +651,12 @@ def main() -> None:
             os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
     limits = layers.Limits(**config.get("limits", {}))
     uid_base = config.get("uid_base")
+    child_filter, server_filter = _seccomp_from_config(config)
     prepared = layers.prepare_layers(
         read_trees=config.get("read_trees") or [],
         netns=bool(config.get("netns", True)),
-        seccomp=_seccomp_from_config(config),
+        seccomp=child_filter,
+        server_seccomp=server_filter,
         uid_base=int(uid_base) if uid_base is not None else None,
         pidns=pidns,
     )
@@ -575,10 +677,15 @@ def main() -> None:
         sys.stderr.write("azr.executor.forkserver: not single-threaded; using os.fork\n")
     os.environ.clear()  # children inherit an empty environment
     server.guard = prepare_server()
-    server.setup = child_setup(prepared)
     warm_up(server.guard)
     host_pid = _host_pid()
-    layers.lock_server(prepared, limits)
+    layers.lock_server(prepared, limits)  # its seccomp filter last
+    _plan_children(
+        server,
+        prepared,
+        str(config.get("child_step", "auto")),
+        str((config.get("seccomp") or {}).get("server_detail", "")),
+    )
     # Park every object loaded so far outside the collector's reach: a child's gc pass would
     # otherwise touch (and copy-on-write) the whole inherited heap.
     gc.collect()

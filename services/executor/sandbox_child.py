@@ -152,10 +152,12 @@ _REFUSED_EVENT_PREFIXES = (
 # What a child may say about itself; `timeout` only ever comes from the fork-server.
 CHILD_STATUSES = frozenset({"ok", "error", "memory", "forbidden", "output_limit"})
 GO_FD, RESULT_FD = 0, 1  # where a child finds its pipes
-# (rlimits, hard CPU limit, (prctl, its arguments, error) for seccomp or None, audit hook, the
-# sink's state): see `child_setup`
+# (rlimits, (syscall, its arguments) for a Landlock signal scope or None, hard CPU limit,
+# (prctl, its arguments, error) for the child filter or None, audit hook, the sink's state):
+# see `child_setup`
 ChildSetup = tuple[
     tuple[tuple[int, tuple[int, int]], ...],
+    tuple[Any, tuple[Any, ...]] | None,
     int,
     tuple[Any, tuple[Any, ...], Callable[[], BaseException]] | None,
     Any,
@@ -293,10 +295,13 @@ def child_setup(prepared: layers.PreparedLayers) -> ChildSetup:
     """What every child applies, gathered once in the fork-server (after `prepare_server`) into
     one tuple that a child unpacks into locals: every attribute it looked up instead would be a
     reference-count write, and so a copy-on-write fault, in each child."""
-    seccomp = prepared.seccomp_prog
-    load = (*seccomp.call, seccomp.failed) if seccomp is not None else None
+    seccomp, load, scope = prepared.seccomp_prog, None, None
+    if seccomp is not None and prepared.child_step == layers.CHILD_STEP_SECCOMP:
+        load = (*seccomp.call, seccomp.failed)
+    if prepared.child_step == layers.CHILD_STEP_SCOPE and prepared.scope_fd is not None:
+        scope = (layers.syscall, (layers.SYS_LANDLOCK_RESTRICT_SELF, prepared.scope_fd, 0))
     hook = _HOOK if _HOOK is not None else _make_audit_hook(RESULT_FD)
-    return tuple(prepared.child_rlimits), prepared.cpu_hard, load, hook, _SINK.state
+    return tuple(prepared.child_rlimits), scope, prepared.cpu_hard, load, hook, _SINK.state
 
 
 def child_ids(prepared: layers.PreparedLayers, slot: int) -> tuple[int, int] | None:
@@ -325,12 +330,12 @@ def run_child(
     # Runs once per process, so CPython never specialises it: every global or module attribute
     # looked up here would be a method-cache write (a copy-on-write fault) in each child; the
     # functions it calls come in as defaults, bound once in the server.
-    rlimits, cpu_hard, load_seccomp, hook, printed = setup
+    rlimits, scope, cpu_hard, load_seccomp, hook, printed = setup
     # `job` was loaded by the fork-server (`child_job.load`): the program and the argument
     # list as code objects (or source, compiled below), repeat, max_output, the soft CPU limit
     program, arguments, repeat, max_output, cpu_s = job
     try:
-        _lock_down(go_r, result_w, rlimits, ids)
+        lock_down(go_r, result_w, rlimits, scope, ids)
     except BaseException as exc:
         _write(RESULT_FD, SETUP_FAILED + _short(exc).encode("utf-8", "replace"))
         _exit(71)
@@ -340,8 +345,8 @@ def run_child(
     try:
         _close(GO_FD)
         # still before any model code: the per-job CPU limit (soft: this job's timeout + 1 s,
-        # hard: the configuration's), then the filter that forbids touching any limit again,
-        # then the hook, which has no off switch
+        # hard: the configuration's), then the child filter where the inherited one is not
+        # enough (`layers.plan_child_step`), then the hook, which has no off switch
         _setrlimit(RLIMIT_CPU, (cpu_s if cpu_s < cpu_hard else cpu_hard, cpu_hard))
         if load_seccomp is not None:  # the pre-bound prctl (a method here was a fault more)
             prctl, args, failed = load_seccomp
@@ -414,10 +419,11 @@ def _frame(status: str, body: str) -> bytes:
     return status.encode() + b"\n" + body.encode("utf-8")
 
 
-def _lock_down(
+def lock_down(
     go_r: int,
     result_w: int,
     rlimits: tuple[tuple[int, tuple[int, int]], ...],
+    scope: tuple[Any, tuple[Any, ...]] | None,
     ids: tuple[int, int] | None,
     _dup2: Any = _trampoline(os.dup2),
     _closerange: Any = _trampoline(os.closerange),
@@ -430,7 +436,11 @@ def _lock_down(
     # inherited is closed with one close_range(2)
     _dup2(go_r, GO_FD)
     _dup2(result_w, RESULT_FD)
-    _closerange(RESULT_FD + 1, 1 << 20)
+    if scope is not None:  # a Landlock domain of its own: it can signal no other process
+        restrict, args = scope
+        if restrict(*args) != 0:
+            raise OSError("landlock_restrict_self (signal scope) failed")
+    _closerange(RESULT_FD + 1, 1 << 20)  # the scope's ruleset fd among them
     _setpgid(0, 0)  # own process group: the parent kills the whole group on timeout
     # the cwd, inherited from the fork-server, is an empty directory that was already deleted
     for which, value in rlimits:  # computed once in the server
@@ -439,7 +449,8 @@ def _lock_down(
         uid, gid = ids
         _setresgid(gid, gid, gid)  # no supplementary groups: the server dropped them
         _setresuid(uid, uid, uid)
-    # no_new_privs and the Landlock domain come from the fork-server (`layers.lock_server`)
+    # no_new_privs, the Landlock domain and the seccomp filter come from the fork-server
+    # (`layers.lock_server`); RLIMIT_NPROC 0 refuses the fork() that filter lets through
 
 
 def _collect_args(*args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 _libc.prctl.restype = ctypes.c_int
+syscall = _libc.syscall  # bound once: a child calls it without a lookup of its own
 
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_SECCOMP = 22
@@ -126,6 +127,15 @@ KILLED_SYSCALLS: tuple[str, ...] = (
 )
 
 
+# What a child adds to the filter it inherits from the fork-server, from cheapest to dearest
+# (`plan_child_step`): nothing, a Landlock domain of its own that scopes its signals, or the
+# child filter (a seccomp load per child: ~80 µs of kernel work, about 7% of a validation).
+CHILD_STEP_NONE = "none"
+CHILD_STEP_SCOPE = "landlock_scope"
+CHILD_STEP_SECCOMP = "seccomp"
+CHILD_STEPS = (CHILD_STEP_NONE, CHILD_STEP_SCOPE, CHILD_STEP_SECCOMP)
+
+
 class LayerUnavailable(Exception):
     """A kernel feature is missing or not permitted here."""
 
@@ -153,7 +163,11 @@ class PreparedLayers:
 
     status: dict[str, LayerStatus] = field(default_factory=dict)
     seccomp_bpf: bytes | None = None
-    seccomp_prog: SeccompProgram | None = None
+    seccomp_prog: SeccompProgram | None = None  # the child filter
+    server_seccomp_prog: SeccompProgram | None = None  # loaded by `lock_server`, inherited
+    # what each child adds to the inherited filter (see `plan_child_step`)
+    child_step: str = CHILD_STEP_SECCOMP
+    scope_fd: int | None = None  # a Landlock ruleset that only scopes signals (ABI >= 6)
     landlock_fd: int | None = None
     drop_to: tuple[int, int] | None = None  # (uid, gid) of slot 0
     uid_slots: int = 1  # child k takes uid/gid drop_to + k % uid_slots
@@ -308,8 +322,19 @@ def child_rlimits(limits: Limits) -> list[tuple[int, tuple[int, int]]]:
 # --- seccomp ------------------------------------------------------------------------------
 
 
-def build_seccomp_bpf() -> tuple[LayerStatus, bytes | None]:
-    """Compile the filter with libseccomp and export the raw BPF program.
+# What the fork-server still calls once its own filter is loaded; every child is born under
+# that filter and needs the same until its lock-down is done: fork (clone with exactly glibc's
+# fork flags: a thread's flags differ, and clone3 stays refused), killing a timed-out child's
+# group, its pidfd, a child's own limits and its drop to its slot's uid.
+FORK_CLONE_FLAGS = 0x01200011  # CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD
+SERVER_NEEDS = frozenset({"clone", "kill", "pidfd_open", "setresuid", "setresgid", "setrlimit"})
+
+
+def build_seccomp_bpf(*, server: bool = False) -> tuple[LayerStatus, bytes | None]:
+    """Compile a filter with libseccomp and export the raw BPF program: the child filter (every
+    syscall in `KILLED_SYSCALLS`, prlimit64 beyond reading one's own limits), or with `server`
+    the fork-server's own, which its children inherit for free (the same, less `SERVER_NEEDS`;
+    clone only as fork(); prlimit64 on another pid).
 
     The worker calls this (not the fork-server), so libseccomp never gets mapped into the
     fork-server: every shared library there adds mappings that each fork copies."""
@@ -317,20 +342,20 @@ def build_seccomp_bpf() -> tuple[LayerStatus, bytes | None]:
         import pyseccomp as seccomp  # ctypes binding of libseccomp.so.2
     except Exception as exc:  # the library or the .so is missing
         return LayerStatus(False, f"pyseccomp/libseccomp unavailable: {exc}"), None
+    killed = [n for n in KILLED_SYSCALLS if not (server and n in SERVER_NEEDS)]
     try:
         filt = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
         # a binary tree of syscall numbers instead of a linear chain: loading a filter makes
-        # the kernel emulate it for every syscall number (its action cache), which is most of
-        # what the per-child prctl costs with a chain of ~100 comparisons
+        # the kernel emulate it for every syscall number (its action cache)
         try:
             filt.set_attr(seccomp.Attr.CTL_OPTIMIZE, 2)
         except Exception:  # libseccomp < 2.5: the linear chain, same rules
             pass
         # KILL_PROCESS where the kernel offers it; gVisor (the chart's executor runtime) does
         # not, and libseccomp then refuses every such rule. Killing the thread instead kills
-        # the child too (it is single-threaded: clone is among the killed syscalls).
+        # the child too (it is single-threaded: threads are among the killed syscalls).
         action, added = seccomp.KILL_PROCESS, 0
-        for name in KILLED_SYSCALLS:
+        for name in killed:
             for candidate in (action,) if added else (action, seccomp.KILL):
                 try:
                     filt.add_rule(candidate, name)
@@ -340,10 +365,13 @@ def build_seccomp_bpf() -> tuple[LayerStatus, bytes | None]:
                 break
         if added == 0:
             return LayerStatus(False, "libseccomp accepted no rule"), None
-        # prlimit64: reading one's own limits (pid 0, no new limit) is all a child may do; any
-        # other pid (a sibling, the fork-server) or any new limit kills it.
+        # prlimit64 on any other pid (a sibling, the fork-server) kills; glibc's setrlimit is
+        # prlimit64 on pid 0. A child may not even set its own limits under the child filter.
         filt.add_rule(action, "prlimit64", seccomp.Arg(0, seccomp.NE, 0))
-        filt.add_rule(action, "prlimit64", seccomp.Arg(2, seccomp.NE, 0))
+        if server:
+            filt.add_rule(action, "clone", seccomp.Arg(0, seccomp.NE, FORK_CLONE_FLAGS))
+        else:
+            filt.add_rule(action, "prlimit64", seccomp.Arg(2, seccomp.NE, 0))
         read_fd, write_fd = os.pipe()
         try:
             with os.fdopen(write_fd, "wb") as sink:
@@ -359,6 +387,11 @@ def build_seccomp_bpf() -> tuple[LayerStatus, bytes | None]:
     if not bpf or len(bpf) % 8:
         return LayerStatus(False, f"libseccomp exported {len(bpf)} bytes, not a BPF program"), None
     how = "" if action == seccomp.KILL_PROCESS else " (thread kill: no KILL_PROCESS here)"
+    if server:
+        return LayerStatus(
+            True,
+            f"{added} syscalls, clone beyond fork(), prlimit64 on another pid kill{how}",
+        ), bpf
     return LayerStatus(
         True, f"{added} syscalls and prlimit64 beyond reading its own limits kill the child{how}"
     ), bpf
@@ -468,6 +501,34 @@ def restrict_landlock(ruleset_fd: int) -> None:
         raise LayerUnavailable(f"landlock_restrict_self failed: {_errno_text()}")
 
 
+def build_signal_scope() -> int | None:
+    """A ruleset that handles no access right and only scopes signals and abstract unix sockets
+    (Landlock ABI >= 6): a child that restricts itself with it gets a domain of its own, and
+    can signal no process outside it (its siblings, the fork-server). None where unsupported."""
+    if landlock_abi() < 6:
+        return None
+    attr = _RulesetAttr(0, 0, _SCOPE_SIGNAL | _SCOPE_ABSTRACT_UNIX)
+    fd = _libc.syscall(SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), 24, 0)
+    return int(fd) if fd >= 0 else None
+
+
+def plan_child_step(prepared: PreparedLayers, burst: int, requested: str = "auto") -> str:
+    """What each child must add to the fork-server's filter, which it inherits for free. That
+    filter stops what no child may ever do; two things remain that the server itself needs:
+    forking (a child's RLIMIT_NPROC of 0 refuses it, as the child is no longer root and has no
+    capability) and signalling (a child might kill a sibling waiting for its turn). Signals
+    need nothing more where every live child and the server have distinct uids (root with one
+    uid per slot, and no more children alive than slots); else a Landlock domain per child that
+    scopes its signals; else, or when asked, the whole child filter. The fork-server checks the
+    plan with two probe children (`ForkServer.probe_containment`) before it trusts it."""
+    if requested == CHILD_STEP_SECCOMP or prepared.server_seccomp_prog is None:
+        return CHILD_STEP_SECCOMP
+    distinct = prepared.drop_to is not None and burst < prepared.uid_slots
+    if distinct or requested == CHILD_STEP_NONE:
+        return CHILD_STEP_NONE
+    return CHILD_STEP_SCOPE if prepared.scope_fd is not None else CHILD_STEP_SECCOMP
+
+
 def lock_server(prepared: PreparedLayers, limits: Limits) -> None:
     """The lock-down steps the fork-server can take for itself once, right before it forks any
     child, instead of every child taking them: no_new_privs, the core and stack limits, no
@@ -488,6 +549,11 @@ def lock_server(prepared: PreparedLayers, limits: Limits) -> None:
             prepared.status["landlock"] = LayerStatus(False, str(exc))
         os.close(prepared.landlock_fd)
         prepared.landlock_fd = None
+    if prepared.server_seccomp_prog is not None:  # last: it refuses what the steps above use
+        try:
+            prepared.server_seccomp_prog.load()
+        except LayerUnavailable:
+            prepared.server_seccomp_prog = None  # every child loads the child filter instead
 
 
 # --- the working directory ----------------------------------------------------------------
@@ -530,11 +596,13 @@ def prepare_layers(
     read_trees: list[str] | None = None,
     netns: bool = True,
     seccomp: tuple[LayerStatus, bytes | None] | None = None,
+    server_seccomp: bytes | None = None,
     uid_base: int | None = None,
     pidns: LayerStatus | None = None,
 ) -> PreparedLayers:
-    """`seccomp`: a filter the caller already built (see `build_seccomp_bpf`); built here when
-    not given. `pidns`: how entering the PID namespace went (it has to happen first, in
+    """`seccomp`: the child filter the caller already built (see `build_seccomp_bpf`); built here
+    when not given; `server_seccomp`: the fork-server's own (without it every child loads the
+    child filter). `pidns`: how entering the PID namespace went (it has to happen first, in
     `forkserver.main`)."""
     prepared = PreparedLayers()
     status = prepared.status
@@ -555,6 +623,9 @@ def prepare_layers(
     status["seccomp"], prepared.seccomp_bpf = seccomp or build_seccomp_bpf()
     if prepared.seccomp_bpf is not None:
         prepared.seccomp_prog = SeccompProgram(prepared.seccomp_bpf)
+        if server_seccomp:
+            prepared.server_seccomp_prog = SeccompProgram(server_seccomp)
+    prepared.scope_fd = build_signal_scope()
     status["landlock"], prepared.landlock_fd = build_landlock_ruleset(read_trees or [])
     if status["landlock"].active:
         status["landlock"] = LayerStatus(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import ctypes
+import errno
 import os
 import resource
 import signal
@@ -143,13 +144,17 @@ _SYS = {  # x86_64 syscall numbers
     "msgget": 68,
     "semget": 64,
     "mq_open": 240,
+    "clone": 56,
+    "clone3": 435,
 }
 
 
-def _in_filtered_child(call: str, uid: int | None) -> int:
-    """Fork; in the child (optionally as `uid`) load the executor's filter and make one raw
-    syscall. Returns the signal that ended the child, 0 for a normal exit."""
-    status, bpf = layers.build_seccomp_bpf()
+def _in_filtered_child(call: str, uid: int | None, server: bool = False) -> int:
+    """Fork; in the child (optionally as `uid`, with RLIMIT_NPROC 0 as a job's child has) load
+    the executor's child filter (or with `server` the fork-server's own, which every child
+    inherits) and make one raw syscall. Returns the signal that ended the child, else the
+    errno of a failed call (0 when it succeeded)."""
+    status, bpf = layers.build_seccomp_bpf(server=server)
     assert status.active and bpf is not None, status.detail
     parent = os.getpid()
     pid = os.fork()
@@ -158,6 +163,7 @@ def _in_filtered_child(call: str, uid: int | None) -> int:
             libc = ctypes.CDLL(None, use_errno=True)
             libc.syscall.restype = ctypes.c_long
             if uid is not None:
+                resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
                 os.setgroups([])
                 os.setresgid(uid, uid, uid)
                 os.setresuid(uid, uid, uid)
@@ -165,7 +171,7 @@ def _in_filtered_child(call: str, uid: int | None) -> int:
             layers.load_seccomp(bpf)
             limit = (ctypes.c_uint64 * 2)(1 << 20, 1 << 20)
             old = (ctypes.c_uint64 * 2)()
-            args = {
+            args: tuple[object, ...] | None = {
                 "prlimit64 parent": (_SYS["prlimit64"], parent, 9, ctypes.byref(limit), 0),
                 "prlimit64 self write": (_SYS["prlimit64"], 0, 9, ctypes.byref(limit), 0),
                 "prlimit64 self read": (_SYS["prlimit64"], 0, 9, 0, ctypes.byref(old)),
@@ -182,12 +188,17 @@ def _in_filtered_child(call: str, uid: int | None) -> int:
                     0o600,
                     0,
                 ),
-            }[call]
-            libc.syscall(*args)
+                # a thread's clone (any flags but fork()'s), clone3 (glibc's threads), fork()
+                "clone thread": (_SYS["clone"], 0x400 | signal.SIGCHLD, 0, 0, 0, 0),
+                "clone3": (_SYS["clone3"], 0, 0),
+            }.get(call)
+            # fork: glibc's own, the flags the fork-server's filter lets through
+            ret = libc.fork() if args is None else libc.syscall(*args)
+            os._exit(ctypes.get_errno() if ret == -1 else 0)
         finally:
             os._exit(0)
     _, st = os.waitpid(pid, 0)
-    return os.WTERMSIG(st) if os.WIFSIGNALED(st) else 0
+    return os.WTERMSIG(st) if os.WIFSIGNALED(st) else os.WEXITSTATUS(st)
 
 
 SABOTAGE = [
@@ -203,16 +214,59 @@ SABOTAGE = [
 ]
 
 
+@pytest.mark.parametrize("server", [False, True], ids=["child filter", "fork-server filter"])
 @pytest.mark.parametrize("uid", [None, 10001], ids=["root", "uid10001"])
-@pytest.mark.parametrize("call", SABOTAGE)
-def test_seccomp_kills_sabotage_syscalls(call: str, uid: int | None) -> None:
+@pytest.mark.parametrize("call", [*SABOTAGE, "clone thread", "clone3"])
+def test_seccomp_kills_sabotage_syscalls(call: str, uid: int | None, server: bool) -> None:
     if os.geteuid() != 0 and uid is not None:
         pytest.skip("switching to uid 10001 needs root")
-    assert _in_filtered_child(call, uid) == signal.SIGSYS
+    if server and call == "prlimit64 self write":
+        pytest.skip("children set their own limits under the fork-server's filter")
+    assert _in_filtered_child(call, uid, server) == signal.SIGSYS
 
 
 def test_a_child_may_still_read_its_own_limits() -> None:
     assert _in_filtered_child("prlimit64 self read", None) == 0
+    assert _in_filtered_child("prlimit64 self read", None, server=True) == 0
+
+
+def test_the_fork_server_filter_lets_fork_through_to_rlimit_nproc() -> None:
+    # the fork-server forks under its own filter; a child, no longer root, is refused by its
+    # RLIMIT_NPROC of 0 instead (and the child filter kills it outright)
+    if os.geteuid() != 0:
+        pytest.skip("switching to uid 10001 needs root")
+    assert _in_filtered_child("fork", 10001, server=True) == errno.EAGAIN
+    assert _in_filtered_child("fork", 10001) == signal.SIGSYS
+
+
+def test_children_add_to_the_inherited_filter_only_what_it_cannot_stop(engine: Engine) -> None:
+    detail = engine.pair.report()["layers"]["seccomp"]["detail"]
+    if os.geteuid() == 0:  # one uid per slot: signalling a sibling is refused already
+        assert "inherited by every child (each with a uid of its own" in detail, detail
+    assert "probed" in detail or "child filter" in detail, detail
+
+
+def test_shared_uids_get_a_signal_scope_or_the_child_filter(unprivileged: Engine) -> None:
+    detail = unprivileged.pair.report()["layers"]["seccomp"]["detail"]
+    expected = "Landlock domain" if layers.landlock_abi() >= 6 else "child filter"
+    assert expected in detail, detail
+
+
+def test_the_probe_sends_children_back_to_the_filter_when_they_could_signal() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (all children as nobody)")
+    # every child as nobody, and asked to add nothing: a probe child could signal its
+    # waiting sibling, so every child loads the child filter after all
+    config = SandboxConfig(spares=2, distinct_uids=False, child_step="none")
+    eng = Engine(EngineLimits(timeout_s=3.0), SandboxPair(config, seeds=(49, 50)))
+    eng.start()
+    try:
+        detail = eng.pair.report()["layers"]["seccomp"]["detail"]
+        assert "each child loads the child filter (a probe child could signal a sibling" in detail
+        (res,) = eng.run([{"program": BENIGN[0], "input": BENIGN[1]}])
+        assert res["output"] == BENIGN_OUTPUT, res
+    finally:
+        eng.close()
 
 
 def test_fork_servers_have_their_own_ipc_and_pid_namespaces(engine: Engine) -> None:
