@@ -162,6 +162,7 @@ class ForkServer:
         self.batch = max(1, batch)
         self.fork: Callable[[], int] = _fork
         self.spawned = 0
+        self.reaped_cpu = 0.0  # CPU seconds of every child reaped so far (`_reap`)
         self.setup_failures = 0
         self.last_setup_error = ""
 
@@ -273,13 +274,35 @@ class ForkServer:
     def _collect(
         self, child: Child, deadline: float, cap: int, repeat: int, max_output: int
     ) -> dict[str, Any]:
+        """Everything a child may write (`cap`) fits into its pipe in the usual case, so it
+        never blocks on it: the server sleeps once per job, until the child has exited, then
+        reaps it and reads what it wrote in one read. A child that writes more than its pipe
+        holds blocks until the deadline and comes back `output_limit` all the same. Where
+        `cap` does not fit, the pipe is read as the bytes arrive."""
+        if cap >= child.room:
+            return self._collect_streaming(child, deadline, cap, repeat, max_output)
+        killed_for: str | None = None
+        try:
+            reaped = self._await_exit(child.pid, deadline)
+            if reaped is None:
+                killed_for = "timeout"
+                _kill_group(child.pid)
+                reaped = self._reap(child.pid, 0)
+            status, cpu_s = reaped or (0, 0.0)
+            # the child (the pipe's only writer) is gone and all it wrote fits one read
+            data = bytearray(os.read(child.result_r, child.room))
+        finally:
+            os.close(child.result_r)
+        if len(data) > cap:
+            killed_for = "output_limit"
+        return self._result(data, killed_for, status, cpu_s, repeat, max_output)
+
+    def _collect_streaming(
+        self, child: Child, deadline: float, cap: int, repeat: int, max_output: int
+    ) -> dict[str, Any]:
         data = bytearray()
         killed_for: str | None = None
-        pidfd = _pidfd(child.pid)
         reaped: tuple[int, float] | None = None
-        exited = False  # the pidfd said so: a zombie, alone in its group (it can't fork)
-        if pidfd >= 0 and cap < child.room:
-            return self._collect_at_exit(child, pidfd, deadline, cap, repeat, max_output)
         try:
             poller = select.poll()
             poller.register(child.result_r, select.POLLIN | select.POLLHUP)
@@ -300,56 +323,42 @@ class ForkServer:
                     break
             if killed_for is None:
                 # EOF: the child is exiting; give it until the deadline to be gone
-                if pidfd >= 0:
-                    left = max(0.0, deadline - time.monotonic())
-                    if select.select([pidfd], [], [], left)[0]:
-                        exited = True
-                    else:
-                        killed_for = "timeout"
-                else:  # no pidfd_open (gVisor): poll for the exit
-                    while reaped is None and time.monotonic() < deadline:
-                        reaped = _wait(child.pid, os.WNOHANG)
-                        if reaped is None:
-                            time.sleep(0.0005)
-                    if reaped is None:
-                        killed_for = "timeout"
+                reaped = self._await_exit(child.pid, deadline)
+                if reaped is None:
+                    killed_for = "timeout"
         finally:
             if reaped is None:
-                if not exited:
-                    _kill_group(child.pid)
-                reaped = _wait(child.pid, 0)
-            status, cpu_s = reaped or (0, 0.0)
-            if pidfd >= 0:
-                os.close(pidfd)
+                _kill_group(child.pid)
+                reaped = self._reap(child.pid, 0)
             os.close(child.result_r)
+        status, cpu_s = reaped or (0, 0.0)
         return self._result(data, killed_for, status, cpu_s, repeat, max_output)
 
-    def _collect_at_exit(
-        self, child: Child, pidfd: int, deadline: float, cap: int, repeat: int, max_output: int
-    ) -> dict[str, Any]:
-        """The usual case: everything a child may write (`cap`) fits into its pipe, so it never
-        blocks on it, and the server sleeps once per job, until the child has exited (its
-        pidfd), then reaps it and reads what it wrote. Reading as the bytes arrived woke the
-        server up to three times per job (the ready byte, the frame, the end of the pipe,
-        then the exit). A child that writes more than fits blocks until the deadline, and
-        comes back `output_limit` all the same."""
-        killed_for: str | None = None
-        try:
-            left = max(0.0, deadline - time.monotonic())
-            if not select.select([pidfd], [], [], left)[0]:
-                killed_for = "timeout"
-                _kill_group(child.pid)
-            status, cpu_s = _wait(child.pid, 0) or (0, 0.0)
-            # the child (the pipe's only writer) is gone: this ends at its end, without waiting
-            data = bytearray()
-            while len(data) <= cap and (chunk := os.read(child.result_r, 1 << 16)):
-                data += chunk
-        finally:
-            os.close(pidfd)
-            os.close(child.result_r)
-        if len(data) > cap:
-            killed_for = "output_limit"
-        return self._result(data, killed_for, status, cpu_s, repeat, max_output)
+    def _await_exit(self, pid: int, deadline: float) -> tuple[int, float] | None:
+        """Sleep until `pid` has exited (reaped here) or the deadline passed (None). SIGCHLD is
+        blocked in the fork-server (`main`) and waited for: one syscall per wake-up, no pidfd
+        to open and close (gVisor has none), and a sibling's exit only wakes it once more."""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or _sigtimedwait(_SIGCHLD, left) is None:
+                return self._reap(pid, os.WNOHANG)  # it may have exited right at the deadline
+            reaped = self._reap(pid, os.WNOHANG)
+            if reaped is not None:
+                return reaped
+
+    def _reap(self, pid: int, flags: int) -> tuple[int, float] | None:
+        """Reap `pid`: (status, its CPU seconds), or None when WNOHANG found it still running.
+        Every reap goes through here: a child's CPU is what the reaped children's total grew
+        by since the last reap. Not os.wait4: that imports `resource` by name, which would put
+        the module back into sys.modules (where every later child could find it) or fail
+        where it can't be read."""
+        got, status = os.waitpid(pid, flags)
+        if not got:
+            return None
+        usage = _getrusage(resource.RUSAGE_CHILDREN)
+        total = usage.ru_utime + usage.ru_stime
+        cpu, self.reaped_cpu = total - self.reaped_cpu, total
+        return status, cpu
 
     def _result(
         self,
@@ -398,7 +407,7 @@ class ForkServer:
                 pids.append(pid)
             os.close(hold_r)
             os.close(out_w)
-            os.waitpid(pids[1], 0)
+            self._reap(pids[1], 0)
             os.set_blocking(out_r, False)  # the sibling keeps the pipe open
             try:
                 found = os.read(out_r, 256).decode("ascii", "replace")
@@ -408,7 +417,7 @@ class ForkServer:
             os.close(hold_w)
             os.close(out_r)
             if len(pids) > 0:
-                os.waitpid(pids[0], 0)
+                self._reap(pids[0], 0)
         return "ended before its report" if not found.startswith("probe:") else found[6:]
 
     def close(self) -> None:
@@ -417,24 +426,13 @@ class ForkServer:
             child = self.waiting.pop()
             os.close(child.go_w)
             _kill_group(child.pid)
-            os.waitpid(child.pid, 0)
+            self._reap(child.pid, 0)
             os.close(child.result_r)
 
 
 _getrusage = resource.getrusage  # kept here: children must not find `resource` in sys.modules
-
-
-def _wait(pid: int, flags: int) -> tuple[int, float] | None:
-    """Reap `pid`: (status, its CPU seconds), or None when WNOHANG found it still running.
-    Not os.wait4: that imports `resource` by name, which would put the module back into
-    sys.modules (where every later child could find it) or fail where it can't be read."""
-    before = _getrusage(resource.RUSAGE_CHILDREN)
-    got, status = os.waitpid(pid, flags)
-    if not got:
-        return None
-    after = _getrusage(resource.RUSAGE_CHILDREN)
-    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return status, cpu
+_sigtimedwait = signal.sigtimedwait
+_SIGCHLD = (signal.SIGCHLD,)
 
 
 def _escapes(sibling: int) -> str:
@@ -456,13 +454,6 @@ def _escapes(sibling: int) -> str:
         except OSError:
             pass
     return "probe:" + ",".join(escaped)
-
-
-def _pidfd(pid: int) -> int:
-    try:
-        return os.pidfd_open(pid)
-    except OSError:  # ENOSYS under gVisor
-        return -1
 
 
 def _kill_group(pid: int) -> None:
@@ -672,6 +663,9 @@ def main() -> None:
                 f"azr.executor.forkserver: isolation layer {name} unavailable: {st.detail}\n"
             )
     server = ForkServer(prepared, limits, None, batch=int(config.get("spares", 1)))
+    # children's exits are waited for with sigtimedwait (`ForkServer._await_exit`); they
+    # inherit the blocked signal, which changes nothing for a process that cannot fork
+    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGCHLD)
     if _threads() != 1:  # the raw fork() is only sound in a single-threaded process
         server.fork = os.fork
         sys.stderr.write("azr.executor.forkserver: not single-threaded; using os.fork\n")

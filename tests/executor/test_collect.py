@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -16,6 +18,16 @@ from services.executor import sandbox_layers as layers
 from services.executor.sandbox_child import READY
 
 FRAME = READY + b"ok\n[1, 2]\x00[1, 2]"
+
+
+@pytest.fixture(autouse=True)
+def sigchld_blocked() -> Iterator[None]:
+    """As in the fork-server (`forkserver.main`), which waits for SIGCHLD."""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _child_writing(data: bytes) -> fs.Child:
@@ -49,6 +61,25 @@ def test_writing_past_the_cap_is_output_limit(extra: int) -> None:
     # the second child blocks on its full pipe until the deadline, and is still over its cap
     result = _collect(FRAME + b"x" * extra, cap=1_000, timeout_s=0.5)
     assert result["status"] == "output_limit", result
+
+
+def test_a_child_that_does_not_exit_is_a_timeout() -> None:
+    # writes its frame, then sleeps past the deadline: the wait for its exit times out
+    server = fs.ForkServer(layers.PreparedLayers(), layers.Limits(cpu_s=2), None)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.write(w, FRAME)
+            time.sleep(30)
+        finally:
+            os._exit(0)
+    os.close(w)
+    child = fs.Child(pid, -1, r, fcntl.fcntl(r, fcntl.F_GETPIPE_SZ))
+    t0 = time.monotonic()
+    result = server._collect(child, t0 + 0.3, 1_000, 2, 100)
+    assert result["status"] == "timeout", result
+    assert time.monotonic() - t0 < 5  # killed at the deadline, not when it woke up
 
 
 def test_a_child_that_never_wrote_its_ready_byte_is_a_setup_failure() -> None:
