@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 MAX_PROGRAM_CHARS = 20_000
 MAX_PROGRAM_LINES = 1_000
@@ -170,53 +171,58 @@ def walk_nodes(tree: ast.AST) -> list[ast.AST]:
     return out
 
 
-# built once: an `A | B` written inside the loops below would build a union object per node
-_BINDING_CTX = (ast.Store, ast.Del)
-_DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-_MATCH_CAPTURES = (ast.MatchAs, ast.MatchStar)
+_DEFINITIONS = frozenset({ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef})
+_MATCH_CAPTURES = frozenset({ast.MatchAs, ast.MatchStar})
 
 
-def _bound_names(nodes: Iterable[ast.AST]) -> set[str]:
-    """Every name the text binds itself: parameters, assignment targets, defs, classes."""
+def _binding_pass(nodes: list[Any]) -> tuple[set[str], set[int]]:
+    """Every name the text binds itself (parameters, assignment targets, defs, classes, except
+    and match captures, imports), and the ids of the Name nodes that are a call's callee. The
+    tree comes from `ast.parse`, so exact types are compared: one `is` per branch instead of an
+    isinstance per branch and node (this pass and the next were most of a validation's static
+    checking)."""
     bound: set[str] = set()
+    callees: set[int] = set()
+    name_t, call_t, load_t = ast.Name, ast.Call, ast.Load
     for node in nodes:
-        if isinstance(node, ast.Name):
-            if isinstance(node.ctx, _BINDING_CTX):
+        t = type(node)
+        if t is name_t:
+            if type(node.ctx) is not load_t:  # Store or Del
                 bound.add(node.id)
-        elif isinstance(node, ast.arg):
+        elif t is call_t:
+            if type(node.func) is name_t:
+                callees.add(id(node.func))
+        elif t is ast.arg:
             bound.add(node.arg)
-        elif isinstance(node, _DEFINITIONS):
+        elif t in _DEFINITIONS:
             bound.add(node.name)
-        elif isinstance(node, ast.ExceptHandler) and node.name is not None:
-            bound.add(node.name)
-        elif isinstance(node, ast.alias):
+        elif t is ast.alias:
             bound.add((node.asname or node.name).split(".")[0])
-        elif isinstance(node, _MATCH_CAPTURES) and node.name is not None:
+        elif (t is ast.ExceptHandler or t in _MATCH_CAPTURES) and node.name is not None:
             bound.add(node.name)
-    return bound
+    return bound, callees
 
 
 def check_tree(tree: ast.AST, banned_modules: Iterable[str] | None = None) -> CheckResult:
     """The name/attribute/import rules on an already parsed tree."""
     banned = tuple(default_banned_modules() if banned_modules is None else banned_modules)
     # walked once, in ast.walk's breadth-first order, so the first reason found is the same
-    nodes = walk_nodes(tree)
-    bound = _bound_names(nodes)
+    nodes: list[Any] = walk_nodes(tree)  # exact node types, compared below
     # getattr & co. only as the callee of a call: an alias (`g = getattr`, `[getattr][0]`)
     # would take the attribute name from anywhere
-    callees = {
-        id(n.func) for n in nodes if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
-    }
-    # the branches exclude each other (one node type each): the commonest types come first
+    bound, callees = _binding_pass(nodes)
+    name_t, attribute_t, call_t = ast.Name, ast.Attribute, ast.Call
     for node in nodes:
-        if isinstance(node, ast.Name):
-            if node.id in BANNED_BUILTINS and node.id not in bound:
-                return CheckResult.failed(f"builtin {node.id!r} is not allowed")
-            if node.id.startswith("__") and node.id.endswith("__") and node.id != "__name__":
-                return CheckResult.failed(f"name {node.id!r} is not allowed")
-            if node.id in _REFLECTIVE and node.id not in bound and id(node) not in callees:
-                return CheckResult.failed(f"{node.id} may only be called directly")
-        elif isinstance(node, ast.Attribute):
+        t = type(node)
+        if t is name_t:
+            name = node.id
+            if name in BANNED_BUILTINS and name not in bound:
+                return CheckResult.failed(f"builtin {name!r} is not allowed")
+            if name.startswith("__") and name.endswith("__") and name != "__name__":
+                return CheckResult.failed(f"name {name!r} is not allowed")
+            if name in _REFLECTIVE and name not in bound and id(node) not in callees:
+                return CheckResult.failed(f"{name} may only be called directly")
+        elif t is attribute_t:
             if node.attr in BANNED_ATTRIBUTES:
                 return CheckResult.failed(f"attribute {node.attr!r} is not allowed")
             dotted = _dotted(node)
@@ -226,34 +232,48 @@ def check_tree(tree: ast.AST, banned_modules: Iterable[str] | None = None) -> Ch
                 # `time.sleep` is refused unless the program itself binds a variable `time`.
                 if hit and root not in bound:
                     return CheckResult.failed(f"banned module use {dotted!r}")
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            name = node.func.id
-            if name == "input" and name not in bound:
-                return CheckResult.failed("builtin 'input' is not allowed (no stdin)")
-            if name in _REFLECTIVE and name not in bound:
-                attr = node.args[1] if len(node.args) > 1 else None
-                if not (isinstance(attr, ast.Constant) and isinstance(attr.value, str)):
-                    return CheckResult.failed(f"{name} needs a constant attribute name")
-                if attr.value.startswith("__") or attr.value in BANNED_ATTRIBUTES:
-                    return CheckResult.failed(f"{name} of {attr.value!r} is not allowed")
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                hit = _module_banned(alias.name, banned)
-                if hit:
-                    return CheckResult.failed(f"banned module {hit!r} (import {alias.name})")
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                return CheckResult.failed("relative imports are not allowed")
-            module = node.module or ""
-            for alias in node.names:
-                hit = _module_banned(module, banned) or _module_banned(
-                    f"{module}.{alias.name}", banned
-                )
-                if hit:
-                    return CheckResult.failed(
-                        f"banned module {hit!r} (from {module} import {alias.name})"
-                    )
+        elif t is call_t:
+            if type(node.func) is not name_t:
+                continue
+            reason = _call_refused(node, bound)
+            if reason:
+                return CheckResult.failed(reason)
+        elif t is ast.Import or t is ast.ImportFrom:
+            reason = _import_refused(node, banned)
+            if reason:
+                return CheckResult.failed(reason)
     return CheckResult.passed()
+
+
+def _call_refused(node: Any, bound: set[str]) -> str | None:
+    """`input()` and getattr & co. with anything but a constant, non-dunder name."""
+    name: str = node.func.id
+    if name == "input" and name not in bound:
+        return "builtin 'input' is not allowed (no stdin)"
+    if name in _REFLECTIVE and name not in bound:
+        attr = node.args[1] if len(node.args) > 1 else None
+        if not (isinstance(attr, ast.Constant) and isinstance(attr.value, str)):
+            return f"{name} needs a constant attribute name"
+        if attr.value.startswith("__") or attr.value in BANNED_ATTRIBUTES:
+            return f"{name} of {attr.value!r} is not allowed"
+    return None
+
+
+def _import_refused(node: ast.Import | ast.ImportFrom, banned: tuple[str, ...]) -> str | None:
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            hit = _module_banned(alias.name, banned)
+            if hit:
+                return f"banned module {hit!r} (import {alias.name})"
+        return None
+    if node.level:
+        return "relative imports are not allowed"
+    module = node.module or ""
+    for alias in node.names:
+        hit = _module_banned(module, banned) or _module_banned(f"{module}.{alias.name}", banned)
+        if hit:
+            return f"banned module {hit!r} (from {module} import {alias.name})"
+    return None
 
 
 def parse_program(source: str) -> ast.Module | str:
