@@ -113,6 +113,7 @@ class SandboxConfig:
             spares=s.spare_children,
             runtime=s.runtime,
             allow_degraded=s.allow_degraded_sandbox,
+            child_step="seccomp" if s.child_filter == "always" else "auto",
         )
 
 

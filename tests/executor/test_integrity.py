@@ -252,6 +252,31 @@ def test_shared_uids_get_a_signal_scope_or_the_child_filter(unprivileged: Engine
     assert expected in detail, detail
 
 
+def test_every_child_loads_the_child_filter_when_configured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from azr.settings import get_settings
+
+    monkeypatch.setenv("AZR_EXECUTOR__CHILD_FILTER", "always")
+    get_settings.cache_clear()
+    try:
+        config = SandboxConfig.from_settings()
+    finally:
+        monkeypatch.delenv("AZR_EXECUTOR__CHILD_FILTER")
+        get_settings.cache_clear()
+    assert config.child_step == "seccomp"
+    config.spares, config.memory_mb = 2, 256
+    eng = Engine(EngineLimits(timeout_s=3.0), SandboxPair(config, seeds=(51, 52)))
+    eng.start()
+    try:
+        detail = eng.pair.report()["layers"]["seccomp"]["detail"]
+        assert "each child loads the child filter:" in detail, detail
+        (res,) = eng.run([{"program": BENIGN[0], "input": BENIGN[1]}])
+        assert res["output"] == BENIGN_OUTPUT, res
+    finally:
+        eng.close()
+
+
 def test_the_probe_sends_children_back_to_the_filter_when_they_could_signal() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root (all children as nobody)")
