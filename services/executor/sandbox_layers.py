@@ -36,6 +36,7 @@ SYS_LANDLOCK_RESTRICT_SELF = 446
 LANDLOCK_CREATE_RULESET_VERSION = 1
 
 # Syscalls a puzzle program never needs; any of them kills the child (SIGSYS -> "forbidden").
+# The fork-server's own filter has all but `SERVER_NEEDS` (see `build_seccomp_bpf`).
 # Threads are refused too (clone/clone3): programs must be deterministic and single-threaded.
 KILLED_SYSCALLS: tuple[str, ...] = (
     "socket",
@@ -52,7 +53,7 @@ KILLED_SYSCALLS: tuple[str, ...] = (
     "clone",
     "clone3",
     "kill",
-    "tkill",  # with several spare children alive, no child may signal a sibling
+    "tkill",  # with a burst's children alive, no child may signal a sibling
     "tgkill",
     "ptrace",
     "process_vm_readv",
@@ -173,7 +174,8 @@ class PreparedLayers:
     uid_slots: int = 1  # child k takes uid/gid drop_to + k % uid_slots
     child_rlimits: list[tuple[int, tuple[int, int]]] = field(default_factory=list)
     # hard RLIMIT_CPU of every child; each lowers its soft limit to its job's timeout + 1 s
-    # before loading the seccomp filter (after that no limit can be touched)
+    # before its job (a hard limit can't be raised again; the child filter, where loaded,
+    # forbids touching any limit at all)
     cpu_hard: int = 11
     workdir: str = "/"  # where the (already removed) working directory was
 
@@ -616,7 +618,7 @@ def prepare_layers(
     status["pidns"] = pidns or LayerStatus(False, "not requested")
     status["rlimits"] = LayerStatus(
         True,
-        "CPU (lowered per job before the filter), address space, file size 0, open files, NPROC 0",
+        "CPU (lowered per job), address space, file size 0, open files, NPROC 0",
     )
     status["drop_privileges"], prepared.drop_to = plan_privilege_drop(uid_base)
     prepared.uid_slots = UID_SLOTS if uid_base is not None else 1
