@@ -6,6 +6,11 @@ official executor's design). Prints a markdown table with ratios.
 "per CPU-s" divides the count by the CPU seconds all involved processes used, which is what
 "per core" means on a shared machine where wall-clock rates depend on the neighbours.
 
+``--paired-root DIR`` runs the one-process row on two fork-servers behind one worker, one
+from this checkout and one from DIR (say, an older commit), in alternating batches with a
+fork-floor measurement in every round: per-round ratios, whose median holds still on a machine
+whose speed moves from minute to minute.
+
 ``--http`` measures programs/s through HTTP ``POST /v1/run`` of a real executor service (API,
 embedded Redis, Celery workers, fork-servers) that the bench starts itself; ``--http-root DIR``
 adds a service started from another checkout (say, an older commit) as a baseline, measured
@@ -393,6 +398,74 @@ def main_split() -> None:
     print(f"sandbox / floor CPU: {(server + children + worker) / (parent + child):.2f}x")
 
 
+def main_paired(args: argparse.Namespace) -> None:
+    """The one-process row, 1 worker, for this checkout and `args.paired_root` side by side:
+    `args.rounds` rounds, each a floor measurement and a batch of `N` validations on each
+    fork-server (the order alternating). The worker is this checkout's for both, so a change
+    on the worker's side shows in the worker column only."""
+    here = str(Path(__file__).resolve().parents[1])
+    roots = [("this checkout", here), (f"`{args.paired_root}`", str(Path(args.paired_root)))]
+    engines = []
+    try:
+        for i, (_, root) in enumerate(roots):
+            config = SandboxConfig(code_root=root)
+            engines.append(
+                Engine(EngineLimits(second_process=False), SandboxPair(config, (2 * i, 2 * i + 1)))
+            )
+            engines[-1].start()
+        for e in engines:
+            e.validate([item() for _ in range(64)])  # warm
+        # per round and engine: (server µs, children µs, worker µs, server faults, children's)
+        rows: list[list[tuple[float, ...]]] = [[] for _ in roots]
+        floors = []
+        for r in range(args.rounds):
+            _, parent, child, _ = _fork_floor()
+            floors.append(parent + child)
+            for k in range(len(engines)) if r % 2 == 0 else reversed(range(len(engines))):
+                pid = engines[k].pair.primary.server_pid
+                assert pid, "no fork-server"
+                s0, o0 = _cpu_and_faults(pid), own_cpu()
+                for start in range(0, N, 64):
+                    engines[k].validate([item() for _ in range(min(64, N - start))])
+                s1, o1 = _cpu_and_faults(pid), own_cpu()
+                rows[k].append(
+                    (
+                        (s1[0] - s0[0]) / N * 1e6,
+                        (s1[1] - s0[1]) / N * 1e6,
+                        (o1 - o0) / N * 1e6,
+                        (s1[2] - s0[2]) / N,
+                        (s1[3] - s0[3]) / N,
+                    )
+                )
+    finally:
+        for e in engines:
+            e.close()
+
+    def quartiles(xs: list[float]) -> str:
+        xs = sorted(xs)
+        q = len(xs) // 4
+        return f"{statistics.median(xs):.3f} ({xs[q]:.3f}-{xs[-1 - q]:.3f})"
+
+    print(
+        f"one process, 1 worker: {args.rounds} rounds of {N} validations on each fork-server "
+        f"and a fork floor of {N}; load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        "| fork-server from | server µs | children µs | worker µs | faults (server/children) "
+        "| of the floor: per-round median (quartiles) | CPU vs this checkout, per round |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    totals = [[sum(x[:3]) for x in rows[k]] for k in range(len(roots))]
+    for k, (name, _) in enumerate(roots):
+        mean = [statistics.mean(x[j] for x in rows[k]) for j in range(5)]
+        of_floor = [f / t for f, t in zip(floors, totals[k], strict=True)]
+        vs = [t / t0 for t, t0 in zip(totals[k], totals[0], strict=True)]
+        print(
+            f"| {name} | {mean[0]:.0f} | {mean[1]:.0f} | {mean[2]:.0f} | "
+            f"{mean[3]:.0f} / {mean[4]:.0f} | {quartiles(of_floor)} | {quartiles(vs)} |"
+        )
+
+
 ROWS = ("pool", "subprocess", "second", "one", "floor")
 
 
@@ -413,10 +486,17 @@ def main() -> None:
         default=[],
         help="another checkout whose executor is measured in the same run as a baseline",
     )
+    parser.add_argument(
+        "--paired-root",
+        help="another checkout: the one-process row on its fork-server and this one's, "
+        "alternating, with the floor measured every round (--rounds, 40 or more)",
+    )
     parser.add_argument("--http-workers", type=int, default=2, help="Celery worker processes")
     parser.add_argument("--batch", type=int, default=64, help="items per /v1/run request")
     parser.add_argument("--clients", type=int, default=4, help="requests in flight")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (--http)")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="interleaved rounds (--http, --paired-root)"
+    )
     parser.add_argument(
         "--split",
         action="store_true",
@@ -429,6 +509,9 @@ def main() -> None:
         return
     if args.http:
         main_http(args)
+        return
+    if args.paired_root:
+        main_paired(args)
         return
     wanted = set(args.rows.split(","))
     rows = []

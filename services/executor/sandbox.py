@@ -101,6 +101,8 @@ class SandboxConfig:
     # fork-server's probe children show sufficient, `sandbox_layers.plan_child_step`) or
     # "seccomp" (every child loads the whole child filter, ~7% of a validation's CPU)
     child_step: str = "auto"
+    # the checkout the fork-servers run from (default: this one); benchmarks put two side by side
+    code_root: str | None = None
 
     @classmethod
     def from_settings(cls) -> SandboxConfig:
@@ -167,7 +169,7 @@ class ForkServerProcess:
     def start(self) -> dict[str, Any]:
         env = {
             "PYTHONHASHSEED": str(self.hash_seed),
-            "PYTHONPATH": _REPO_ROOT,
+            "PYTHONPATH": self.config.code_root or _REPO_ROOT,
             "PATH": "/usr/bin:/bin",
             "LANG": "C.UTF-8",
             # resolve every symbol at load time: lazy binding would write each child's first
