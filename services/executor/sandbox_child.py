@@ -1,7 +1,8 @@
 """What runs inside one forked sandbox child: lock the process down, wait for the byte that starts
 its job (one program on one input, loaded by the fork-server before the fork), set the job's CPU
-limit, load seccomp, install the audit hook, run the job, write one result frame, exit. Never
-returns.
+limit, load the child filter where the fork-server's plan says so (it was born under the
+fork-server's own seccomp filter), install the audit hook, run the job, write one result frame,
+exit. Never returns.
 
 The child is the *untrusted* side: model code runs here, so everything in this process must be
 assumed forgeable by it. It therefore holds nothing worth forging: no token, no gold value, no

@@ -2,8 +2,9 @@
 silently skipped: network, IPC and PID namespaces, rlimits, privilege drop (a distinct uid per
 child slot), seccomp, Landlock.
 
-Everything expensive (building the seccomp BPF program, creating the Landlock ruleset) happens once
-in the fork-server; a child only applies the prepared pieces with a few syscalls."""
+Everything expensive (building the seccomp BPF programs, creating the Landlock ruleset, loading
+the fork-server's own filter) happens once in the fork-server; a child inherits the filter and
+applies the prepared pieces with a few syscalls."""
 
 from __future__ import annotations
 
