@@ -104,6 +104,12 @@ class SandboxConfig:
     # the checkout the fork-servers run from (default: this one); benchmarks put two side by side
     code_root: str | None = None
 
+    def __post_init__(self) -> None:
+        # "none" asks for no per-child step at all; the fork-server's probe children still
+        # overrule it (tests use it to check that they do)
+        if self.child_step not in ("auto", "none", "seccomp"):
+            raise ValueError(f"child_step must be auto, none or seccomp, not {self.child_step!r}")
+
     @classmethod
     def from_settings(cls) -> SandboxConfig:
         from azr.settings import get_settings

@@ -283,6 +283,11 @@ def test_every_child_loads_the_child_filter_when_configured(
         eng.close()
 
 
+def test_an_unknown_child_step_is_refused() -> None:
+    with pytest.raises(ValueError, match="child_step"):
+        SandboxConfig(child_step="off")
+
+
 def test_the_probe_sends_children_back_to_the_filter_when_they_could_signal() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root (all children as nobody)")
